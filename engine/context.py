@@ -1,0 +1,62 @@
+"""What a node sees while it runs: progress reporting, cancellation and the run's surroundings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.config import Paths
+from engine.events import Progress
+
+
+class Interrupted(Exception):
+    """Raised inside a run when its cancel token is set."""
+
+
+class CancelToken:
+    """A thread-safe flag that stops a run between nodes, or inside a node at its next step."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Ask the run to stop."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether `cancel` was called."""
+        return self._event.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `Interrupted` if the run was asked to stop."""
+        if self._event.is_set():
+            raise Interrupted
+
+
+@dataclass
+class RunContext:
+    """Handed to `Node.run`: report progress (which also checks for cancellation) and read paths."""
+
+    run_id: str
+    node_id: str
+    paths: Paths
+    cancel: CancelToken
+    emit: Callable[[Any], None]
+    # The graph document being run, for nodes that record it (PNG metadata, say).
+    graph: dict[str, Any] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("latentgraph.node"))
+
+    def progress(self, value: int, total: int, preview: Any = None) -> None:
+        """Report `value` of `total` steps done; raises `Interrupted` if the run was cancelled."""
+        self.cancel.raise_if_cancelled()
+        self.emit(
+            Progress(run_id=self.run_id, node_id=self.node_id, value=value, max=total, preview=preview)
+        )
+
+    def check_cancelled(self) -> None:
+        """Raise `Interrupted` if the run was cancelled; long nodes call this at every step."""
+        self.cancel.raise_if_cancelled()

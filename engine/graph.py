@@ -1,0 +1,160 @@
+"""The JSON graph file format: named nodes, literal `inputs` and `links` kept apart, an editor layer.
+
+    {
+      "version": 1,
+      "nodes": {
+        "latent": {"type": "EmptyLatent", "inputs": {"width": 512, "height": 512}},
+        "sampler": {"type": "Sample", "inputs": {"seed": 7}, "links": {"latent": "latent.latent"}}
+      },
+      "editor": {"nodes": {"latent": {"position": [0, 0]}}}
+    }
+
+A link is always a string "node.output" under `links`, so it can never be mistaken for a
+literal value. `editor` holds positions, titles and groups; the executor never reads it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+
+from engine.errors import ErrorCode, GraphError, GraphValidationError
+
+GRAPH_FORMAT_VERSION = 1
+NODE_ID_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*$"
+LINK_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]*\.[A-Za-z_][A-Za-z0-9_]*$"
+
+NodeId = Annotated[str, StringConstraints(pattern=NODE_ID_PATTERN, max_length=128)]
+LinkRef = Annotated[str, StringConstraints(pattern=LINK_PATTERN)]
+
+
+class NodeEntry(BaseModel):
+    """One node of a graph: its type, its literal inputs and its incoming links."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="The node type, as listed by `latentgraph nodes`.")
+    inputs: dict[str, JsonValue] = Field(
+        default_factory=dict, description="Literal input values, by input name."
+    )
+    links: dict[str, LinkRef] = Field(
+        default_factory=dict,
+        description='Inputs fed by another node\'s output, as "node_id.output_name".',
+    )
+
+
+class EditorNode(BaseModel):
+    """Where the editor draws a node; ignored by the executor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    position: tuple[float, float] | None = None
+    title: str | None = None
+    collapsed: bool = False
+
+
+class EditorGroup(BaseModel):
+    """A titled box around some nodes in the editor; ignored by the executor."""
+
+    model_config = ConfigDict(extra="allow")
+
+    title: str
+    bounding: tuple[float, float, float, float]
+
+
+class EditorLayer(BaseModel):
+    """Optional editor metadata kept apart from what runs."""
+
+    model_config = ConfigDict(extra="allow")
+
+    nodes: dict[str, EditorNode] = Field(default_factory=dict)
+    groups: list[EditorGroup] = Field(default_factory=list)
+
+
+class GraphFile(BaseModel):
+    """A Latentgraph graph file."""
+
+    model_config = ConfigDict(extra="forbid", title="Latentgraph graph")
+
+    version: Literal[1] = Field(GRAPH_FORMAT_VERSION, description="The graph format version.")
+    nodes: dict[NodeId, NodeEntry] = Field(description="The nodes, by id.")
+    outputs: list[NodeId] | None = Field(
+        None, description="Node ids to compute; by default every output node."
+    )
+    editor: EditorLayer | None = Field(None, description="Editor layout; never executed.")
+
+
+def split_link(link: str) -> tuple[str, str]:
+    """ "sampler.latent" → ("sampler", "latent")."""
+    node_id, _, output = link.partition(".")
+    return node_id, output
+
+
+def parse_graph(document: Any) -> GraphFile:
+    """Parse a graph document (already decoded JSON); raises GraphValidationError on bad structure."""
+    if isinstance(document, GraphFile):
+        return document
+    try:
+        return GraphFile.model_validate(document)
+    except ValidationError as exc:
+        raise GraphValidationError([_structure_error(e) for e in exc.errors()]) from None
+
+
+def load_graph(path: str | Path) -> GraphFile:
+    """Read and parse a graph file; a missing file or bad JSON is an `invalid_graph` error."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise GraphValidationError(
+            [GraphError(code=ErrorCode.INVALID_GRAPH, message=f"cannot read {file}: {exc.strerror}")]
+        ) from None
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        message = f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        raise GraphValidationError([GraphError(code=ErrorCode.INVALID_GRAPH, message=message)]) from None
+    return parse_graph(document)
+
+
+def graph_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of graph files, generated from the pydantic models."""
+    schema = GraphFile.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "https://latentgraph.dev/schema/graph-v1.json"
+    return schema
+
+
+def _structure_error(error: Any) -> GraphError:
+    loc = [str(p) for p in error["loc"]]
+    node_id = loc[1] if len(loc) >= 2 and loc[0] == "nodes" else None
+    input_name = loc[3] if len(loc) >= 4 and loc[2] in ("inputs", "links") else None
+    where = ".".join(loc) or "graph"
+    message = f"{where}: {error['msg']}"
+    if error["type"] == "string_pattern_mismatch" and len(loc) >= 3 and loc[2] == "links":
+        message = f'{where}: a link must look like "node_id.output_name"'
+        return GraphError(
+            code=ErrorCode.INVALID_LINK,
+            message=message,
+            node_id=node_id,
+            input=input_name,
+            value=error.get("input"),
+        )
+    value = error.get("input")
+    return GraphError(
+        code=ErrorCode.INVALID_GRAPH,
+        message=message,
+        node_id=node_id,
+        input=input_name,
+        value=value if _is_small_json(value) else None,
+    )
+
+
+def _is_small_json(value: Any) -> bool:
+    try:
+        return len(json.dumps(value)) <= 200
+    except (TypeError, ValueError):
+        return False

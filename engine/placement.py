@@ -1,0 +1,157 @@
+"""The device boundary: how many bytes a value holds on which device, and how to move it to the CPU.
+
+The cache only talks to this protocol, so its tests run with a fake placement and fake budgets,
+without a GPU and without torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+CPU = "cpu"
+
+
+class Placement(Protocol):
+    """Measures and moves node output values."""
+
+    def footprint(self, value: Any) -> dict[str, int]:
+        """Bytes the value holds, by device name ("cpu", "cuda:0", "mps")."""
+        ...
+
+    def holds_model(self, value: Any) -> bool:
+        """Whether the value contains a model, which is moved to the CPU before it is dropped."""
+        ...
+
+    def offload(self, value: Any) -> Any:
+        """The value with everything moved to CPU memory."""
+        ...
+
+
+class Budgets:
+    """Byte budgets per device; unset devices get a default taken from their free memory."""
+
+    def __init__(
+        self,
+        limits: dict[str, int] | None = None,
+        default: Callable[[str], int] | None = None,
+    ) -> None:
+        self._limits = dict(limits or {})
+        self._default = default or default_budget
+
+    def limit(self, device: str) -> int:
+        """The budget for `device`, computing and remembering its default on first use."""
+        if device not in self._limits:
+            self._limits[device] = self._default(device)
+        return self._limits[device]
+
+    def set(self, device: str, limit: int) -> None:
+        """Change one device's budget."""
+        self._limits[device] = limit
+
+    def as_dict(self) -> dict[str, int]:
+        """The budgets decided so far."""
+        return dict(self._limits)
+
+
+def default_budget(device: str) -> int:
+    """Half of the available RAM for the CPU; 80% of the free memory of an accelerator."""
+    if device == CPU:
+        return int(_available_ram() * 0.5)
+    torch = sys.modules.get("torch")
+    if torch is not None and device.startswith("cuda") and torch.cuda.is_available():
+        index = int(device.split(":")[1]) if ":" in device else 0
+        free, _total = torch.cuda.mem_get_info(index)
+        return int(free * 0.8)
+    if torch is not None and device == "mps":
+        return int(_available_ram() * 0.4)  # MPS shares the system's unified memory
+    return int(_available_ram() * 0.5)
+
+
+def _available_ram() -> int:
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    return int(pages * page_size * 0.5)
+
+
+class TorchPlacement:
+    """Placement for real values: tensors and torch modules inside dataclasses, lists and dicts."""
+
+    def footprint(self, value: Any) -> dict[str, int]:
+        """Bytes per device, counting each tensor storage once."""
+        totals: dict[str, int] = {}
+        seen: set[int] = set()
+        for tensor in _tensors(value):
+            storage = tensor.untyped_storage()
+            key = storage.data_ptr() or id(storage)
+            if key in seen:
+                continue
+            seen.add(key)
+            device = str(tensor.device)
+            totals[device] = totals.get(device, 0) + storage.nbytes()
+        return totals
+
+    def holds_model(self, value: Any) -> bool:
+        """Whether a torch.nn.Module is anywhere inside the value."""
+        torch = sys.modules.get("torch")
+        return torch is not None and any(isinstance(v, torch.nn.Module) for v in _walk(value))
+
+    def offload(self, value: Any) -> Any:
+        """Modules move in place; tensors are copied to the CPU."""
+        return _to_cpu(value)
+
+
+def _walk(value: Any) -> Any:
+    """Every object reachable through dataclass fields, sequences and dict values."""
+    stack, seen = [value], set()
+    while stack:
+        item = stack.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            stack.extend(getattr(item, f.name) for f in dataclasses.fields(item))
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+
+
+def _tensors(value: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is None:  # no tensor can exist if torch was never imported
+        return
+    for item in _walk(value):
+        if isinstance(item, torch.Tensor):
+            yield item
+        elif isinstance(item, torch.nn.Module):
+            yield from item.parameters()
+            yield from item.buffers()
+
+
+def _to_cpu(value: Any) -> Any:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return value
+    if isinstance(value, torch.nn.Module):
+        return value.to(CPU)
+    if isinstance(value, torch.Tensor):
+        return value.to(CPU)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _to_cpu(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_to_cpu(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _to_cpu(v) for k, v in value.items()}
+    return value
