@@ -145,8 +145,7 @@ class OutputCache:
                 if key in self._pins or held == 0:
                     continue
                 if device != CPU and self.placement.holds_model(entry.outputs):
-                    self._offload(entry)
-                    self._entries.move_to_end(key, last=False)  # it stays the oldest on the CPU
+                    self._offload(entry)  # it keeps its place in the LRU order
                     if CPU not in pending:
                         pending.append(CPU)
                 else:
@@ -155,7 +154,9 @@ class OutputCache:
                     log.debug("evicted %s (%s) from %s", key[:12], entry.node_type, device)
                 used -= held
             if used > limit:
-                log.info("%s is over its cache budget; the rest is pinned by the running plan", device)
+                log.info(
+                    "%s is over its cache budget; the rest is pinned by the running plan", device
+                )
 
     def _offload(self, entry: CacheEntry) -> None:
         entry.outputs = self.placement.offload(entry.outputs)

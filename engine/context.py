@@ -54,7 +54,9 @@ class RunContext:
         """Report `value` of `total` steps done; raises `Interrupted` if the run was cancelled."""
         self.cancel.raise_if_cancelled()
         self.emit(
-            Progress(run_id=self.run_id, node_id=self.node_id, value=value, max=total, preview=preview)
+            Progress(
+                run_id=self.run_id, node_id=self.node_id, value=value, max=total, preview=preview
+            )
         )
 
     def check_cancelled(self) -> None:

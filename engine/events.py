@@ -86,7 +86,14 @@ class RunInterrupted(_Event):
 
 
 Event = Annotated[
-    RunStarted | NodesCached | NodeStarted | Progress | NodeFinished | RunFinished | RunFailed | RunInterrupted,
+    RunStarted
+    | NodesCached
+    | NodeStarted
+    | Progress
+    | NodeFinished
+    | RunFinished
+    | RunFailed
+    | RunInterrupted,
     Field(discriminator="type"),
 ]
 TERMINAL_EVENTS = ("run_finished", "run_failed", "run_interrupted")

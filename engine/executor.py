@@ -7,6 +7,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -106,7 +107,7 @@ class _Run:
         self.run_id = run_id or uuid.uuid4().hex
         self.plan: Plan = plan_run(graph, _safe_fingerprint)
         self.values: dict[str, dict[str, Any]] = {}  # this run's outputs, by key
-        self.pinned: list[str] = []
+        self.pinned: Counter[str] = Counter()
         self.executed: list[str] = []
 
     def execute(self) -> RunResult:
@@ -147,16 +148,21 @@ class _Run:
             return result
         except Interrupted:
             self.emit(RunInterrupted(run_id=self.run_id, node_id=current, executed=self.executed))
-            return RunResult(self.run_id, "interrupted", self.executed, cached, interrupted_at=current)
+            return RunResult(
+                self.run_id, "interrupted", self.executed, cached, interrupted_at=current
+            )
         except Exception as exc:
             assert current is not None, "only nodes raise inside the run loop"
             failure = _failure(self.graph.nodes[current], exc)
-            log.error("node %s (%s) failed: %s", failure.node_id, failure.node_type, failure.message)
+            log.error(
+                "node %s (%s) failed: %s", failure.node_id, failure.node_type, failure.message
+            )
             self.emit(RunFailed(run_id=self.run_id, error=failure, executed=self.executed))
             return RunResult(self.run_id, "failed", self.executed, cached, error=failure)
         finally:
-            for key in self.pinned:
-                self.cache.unpin(key)
+            for key, count in self.pinned.items():
+                for _ in range(count):
+                    self.cache.unpin(key)
 
     def _nodes_to_run(self, cached: set[str]) -> set[str]:
         """Walk back from the targets; a cached node's ancestors are not needed."""
@@ -174,7 +180,9 @@ class _Run:
             return
         self.emit(NodeStarted(run_id=self.run_id, node_id=bound.id, node_type=spec.type))
         started = time.perf_counter()
-        instance = _instantiate(bound, {name: self._input(src, out) for name, (src, out) in bound.links.items()})
+        instance = _instantiate(
+            bound, {name: self._input(src, out) for name, (src, out) in bound.links.items()}
+        )
         ctx = RunContext(
             run_id=self.run_id,
             node_id=bound.id,
@@ -212,15 +220,15 @@ class _Run:
                 continue
             key = self.plan.keys[source_id]
             self.values.pop(key, None)
-            if key in self.pinned:
-                self.pinned.remove(key)
+            if self.pinned[key] > 0:
+                self.pinned[key] -= 1
                 self.cache.unpin(key)
             if self.executor.release_intermediates:
                 self.cache.drop(key)
 
     def _pin(self, key: str) -> None:
         self.cache.pin(key)
-        self.pinned.append(key)
+        self.pinned[key] += 1
 
     def _finished(
         self, node_id: str, ui: dict[str, Any] | None, *, cached: bool = False, seconds: float = 0.0
@@ -270,7 +278,9 @@ def _failure(bound: BoundNode, exc: BaseException) -> NodeFailure:
     return NodeFailure(
         node_id=bound.id,
         node_type=bound.cls.spec.type,
-        exception_type=kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}",
+        exception_type=kind.__qualname__
+        if kind.__module__ == "builtins"
+        else f"{kind.__module__}.{kind.__qualname__}",
         message=str(exc) or kind.__name__,
         traceback=traceback.format_exception(exc),
         input=exc.input if isinstance(exc, NodeInputError) else None,

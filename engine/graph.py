@@ -79,7 +79,7 @@ class GraphFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid", title="Latentgraph graph")
 
-    version: Literal[1] = Field(GRAPH_FORMAT_VERSION, description="The graph format version.")
+    version: Literal[1] = Field(default=1, description="The graph format version.")
     nodes: dict[NodeId, NodeEntry] = Field(description="The nodes, by id.")
     outputs: list[NodeId] | None = Field(
         None, description="Node ids to compute; by default every output node."
@@ -110,13 +110,19 @@ def load_graph(path: str | Path) -> GraphFile:
         text = file.read_text(encoding="utf-8")
     except OSError as exc:
         raise GraphValidationError(
-            [GraphError(code=ErrorCode.INVALID_GRAPH, message=f"cannot read {file}: {exc.strerror}")]
+            [
+                GraphError(
+                    code=ErrorCode.INVALID_GRAPH, message=f"cannot read {file}: {exc.strerror}"
+                )
+            ]
         ) from None
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         message = f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        raise GraphValidationError([GraphError(code=ErrorCode.INVALID_GRAPH, message=message)]) from None
+        raise GraphValidationError(
+            [GraphError(code=ErrorCode.INVALID_GRAPH, message=message)]
+        ) from None
     return parse_graph(document)
 
 

@@ -22,7 +22,8 @@ import typing
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, TypeAdapter
+import annotated_types
+from pydantic import BaseModel, ConfigDict, PrivateAttr, Strict, TypeAdapter
 
 from engine.ports import port_of, strip_optional
 
@@ -52,7 +53,7 @@ class InputInfo:
     display_name: str | None = None
 
 
-def Input(  # noqa: N802 - reads like a field declaration, as pydantic's Field does
+def Input(  # reads like a field declaration, as pydantic's Field does
     default: Any = dataclasses.MISSING,
     *,
     ge: float | None = None,
@@ -238,10 +239,14 @@ def node(
         if not (isinstance(outputs_class, type) and issubclass(outputs_class, Outputs)):
             raise TypeError(f"node {type_name}: run() must be annotated to return an Outputs class")
         own = [n for n in hints if not n.startswith("_") and n not in _RESERVED]
-        inputs = [_input_spec(type_name, n, hints[n], getattr(cls, n, dataclasses.MISSING)) for n in own]
+        inputs = [
+            _input_spec(type_name, n, hints[n], getattr(cls, n, dataclasses.MISSING)) for n in own
+        ]
         output_hints = typing.get_type_hints(outputs_class)
         outputs = [
-            OutputSpec(name=f.name, type=port_of(output_hints[f.name]).name, display_name=_title(f.name))
+            OutputSpec(
+                name=f.name, type=port_of(output_hints[f.name]).name, display_name=_title(f.name)
+            )
             for f in dataclasses.fields(outputs_class)
             if f.name != "ui"
         ]
@@ -300,11 +305,22 @@ def _input_spec(node_type: str, name: str, annotation: Any, declared: Any) -> In
     if not link_only:
         if not port.primitive:
             raise TypeError(f"node {node_type}: input {name} of type {port.name} must be link-only")
-        bounds = {"ge": info.ge, "le": info.le, "gt": info.gt, "lt": info.lt, "multiple_of": info.multiple_of}
-        given = {k: v for k, v in bounds.items() if v is not None}
+        bounds = [
+            kind(bound)
+            for kind, bound in (
+                (annotated_types.Ge, info.ge),
+                (annotated_types.Le, info.le),
+                (annotated_types.Gt, info.gt),
+                (annotated_types.Lt, info.lt),
+                (annotated_types.MultipleOf, info.multiple_of),
+            )
+            if bound is not None
+        ]
         # Strict: "false" is not True and 5.9 is not 5. A Literal already matches exactly.
-        constraints = Field(**given) if static_choices is not None else Field(strict=True, **given)
-        spec._adapter = TypeAdapter(Annotated[inner, constraints])
+        strict = [] if static_choices is not None else [Strict()]
+        metadata = (inner, *strict, *bounds)
+        annotated: Any = Annotated.__class_getitem__(metadata) if len(metadata) > 1 else inner  # type: ignore[attr-defined]
+        spec._adapter = TypeAdapter(annotated)
         if has_default and info.default is not None:
             spec._adapter.validate_python(info.default)  # a bad default is the author's bug
     spec._choices_source = info.choices

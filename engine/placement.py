@@ -148,7 +148,9 @@ def _to_cpu(value: Any) -> Any:
     if isinstance(value, torch.Tensor):
         return value.to(CPU)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _to_cpu(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init}
+        changes = {
+            f.name: _to_cpu(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
         return dataclasses.replace(value, **changes)
     if isinstance(value, (list, tuple)):
         return type(value)(_to_cpu(v) for v in value)

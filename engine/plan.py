@@ -30,15 +30,16 @@ def plan_run(graph: ValidatedGraph, fingerprint: Callable[[BoundNode], str]) -> 
     needed = set(graph.targets)
     for target in graph.targets:
         needed |= nx.ancestors(deps, target)
-    sub = deps.subgraph(needed)
+    sub = nx.DiGraph(deps.subgraph(needed))  # a copy: iterating a subgraph view is slow
     # Ties between independent branches break by the order nodes appear in the file.
     order = list(nx.lexicographical_topological_sort(sub, key=lambda n: graph.nodes[n].position))
+    position = {n: i for i, n in enumerate(order)}
     keys: dict[str, str] = {}
     for node_id in order:
         bound = graph.nodes[node_id]
         fp = fingerprint(bound) if bound.cls.spec.volatile else None
         keys[node_id] = lineage_key(bound, keys, fp)
-    consumers = {n: sorted(sub.successors(n), key=order.index) for n in order}
+    consumers = {n: sorted(sub.successors(n), key=position.__getitem__) for n in order}
     return Plan(order=order, keys=keys, targets=list(graph.targets), consumers=consumers)
 
 
@@ -52,7 +53,9 @@ def lineage_key(bound: BoundNode, upstream: dict[str, str], fingerprint: str | N
         "type": spec.type,
         "version": spec.version,
         "literals": bound.literals,
-        "links": {name: f"{upstream[src]}.{out}" for name, (src, out) in sorted(bound.links.items())},
+        "links": {
+            name: f"{upstream[src]}.{out}" for name, (src, out) in sorted(bound.links.items())
+        },
         "fingerprint": fingerprint,
     }
     return hashlib.sha256(canonical_json(record).encode()).hexdigest()

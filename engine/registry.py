@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
 import pkgutil
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "latentgraph.nodes"
+# Comma-separated module paths of extra node modules, for node packs that are not installed.
+EXTRA_MODULES_ENV = "LATENTGRAPH_NODE_MODULES"
 BUILTIN_PACKAGE = "nodes"
 CATALOG_VERSION = 1
 
@@ -50,7 +53,9 @@ class Registry:
         found = [
             obj
             for _, obj in inspect.getmembers(module, inspect.isclass)
-            if issubclass(obj, Node) and obj.__module__ == module.__name__ and "spec" in obj.__dict__
+            if issubclass(obj, Node)
+            and obj.__module__ == module.__name__
+            and "spec" in obj.__dict__
         ]
         for cls in found:
             self.add(cls)
@@ -88,15 +93,21 @@ class Registry:
         types = {}
         for t in (*BUILTIN_TYPES, *(port_by_name(n) for n in sorted(type_names))):
             if t is not None:
-                types[t.name] = {"description": t.description, "primitive": t.primitive, "color": t.color}
+                types[t.name] = {
+                    "description": t.description,
+                    "primitive": t.primitive,
+                    "color": t.color,
+                }
         return {"version": CATALOG_VERSION, "types": types, "nodes": nodes}
 
     @classmethod
     def discover(cls, package: str = BUILTIN_PACKAGE, plugins: bool = True) -> Registry:
-        """Node classes from each top-level module of `package`, plus plugin entry points."""
+        """Node classes from each top-level module of `package`, plus plugins and `$LATENTGRAPH_NODE_MODULES`."""
         registry = cls()
         for module in _package_modules(package):
             registry.add_module(module)
+        for name in filter(None, os.environ.get(EXTRA_MODULES_ENV, "").split(",")):
+            registry.add_module(importlib.import_module(name.strip()))
         if plugins:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 try:

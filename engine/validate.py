@@ -85,13 +85,20 @@ def _check_inputs(
     links: dict[str, tuple[str, str]] = {}
 
     def error(code: ErrorCode, message: str, input_name: str, value: Any = None) -> None:
-        errors.append(GraphError(code=code, message=message, node_id=node_id, input=input_name, value=value))
+        errors.append(
+            GraphError(code=code, message=message, node_id=node_id, input=input_name, value=value)
+        )
 
     for name in sorted(set(entry.inputs) | set(entry.links)):
         if spec.input(name) is None:
             known = ", ".join(i.name for i in spec.inputs) or "none"
             value = entry.inputs.get(name, entry.links.get(name))
-            error(ErrorCode.UNKNOWN_INPUT, f"{spec.type} has no input {name!r} (inputs: {known})", name, value)
+            error(
+                ErrorCode.UNKNOWN_INPUT,
+                f"{spec.type} has no input {name!r} (inputs: {known})",
+                name,
+                value,
+            )
     for input_spec in spec.inputs:
         name = input_spec.name
         in_literals, in_links = name in entry.inputs, name in entry.links
@@ -121,7 +128,11 @@ def _check_inputs(
                 literals[name] = checked
         elif input_spec.required:
             how = "a link" if input_spec.link_only else "a value or a link"
-            error(ErrorCode.MISSING_INPUT, f"required input {name} ({input_spec.type}) needs {how}", name)
+            error(
+                ErrorCode.MISSING_INPUT,
+                f"required input {name} ({input_spec.type}) needs {how}",
+                name,
+            )
         else:
             literals[name] = input_spec.default
     return literals, links, errors
@@ -134,7 +145,9 @@ def _check_link(
     source_entry = graph.nodes.get(source_id)
     if source_entry is None:
         return GraphError(
-            code=ErrorCode.LINK_TO_MISSING_NODE, message=f"links to a missing node {source_id!r}", value=link
+            code=ErrorCode.LINK_TO_MISSING_NODE,
+            message=f"links to a missing node {source_id!r}",
+            value=link,
         )
     source_cls = registry.get(source_entry.type)
     if source_cls is None:
@@ -164,7 +177,9 @@ def _check_literal(input_spec: InputSpec, value: Any, paths: Paths | None) -> An
     except ChoiceError as exc:
         shown = exc.allowed if len(exc.allowed) <= 20 else [*exc.allowed[:20], "..."]
         return GraphError(
-            code=ErrorCode.VALUE_NOT_IN_CHOICES, message=f"{value!r} is not one of {shown}", value=value
+            code=ErrorCode.VALUE_NOT_IN_CHOICES,
+            message=f"{value!r} is not one of {shown}",
+            value=value,
         )
     except ValidationError as exc:
         return _literal_error(input_spec, value, exc.errors()[0])

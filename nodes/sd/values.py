@@ -9,7 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from engine.ports import CLIP, CONDITIONING, CONTROL_NET, IMAGE, LATENT, MASK, MODEL, TOKENS, VAE, binds
+from engine.ports import (
+    CLIP,
+    CONDITIONING,
+    CONTROL_NET,
+    IMAGE,
+    LATENT,
+    MASK,
+    MODEL,
+    TOKENS,
+    VAE,
+    binds,
+)
 
 if TYPE_CHECKING:
     import torch

@@ -1,0 +1,66 @@
+"""Progress bars on a terminal, driven by the executor's event stream."""
+
+from __future__ import annotations
+
+import sys
+from types import TracebackType
+from typing import Any
+
+from tqdm import tqdm
+
+
+class TerminalProgress:
+    """One bar for the nodes of a run and one for the steps of the node running now."""
+
+    def __init__(self) -> None:
+        self._nodes: tqdm[Any] | None = None
+        self._steps: tqdm[Any] | None = None
+        self._names: dict[str, str] = {}
+
+    def on_event(self, event: Any) -> None:
+        """Update the bars from one executor event."""
+        kind = event.type
+        if kind == "run_started":
+            self._total = len(event.nodes)
+        elif kind == "nodes_cached":
+            cached = len(event.nodes)
+            self._nodes = tqdm(
+                total=self._total - cached, desc="nodes", unit="node", file=sys.stderr
+            )
+            if cached:
+                self._nodes.write(f"{cached} node(s) cached: {', '.join(event.nodes)}")
+        elif kind == "node_started":
+            self._names[event.node_id] = event.node_type
+            if self._nodes is not None:
+                self._nodes.set_postfix_str(f"{event.node_id} ({event.node_type})")
+        elif kind == "progress":
+            if self._steps is None or self._steps.total != event.max:
+                self._close_steps()
+                self._steps = tqdm(
+                    total=event.max,
+                    desc=f"  {event.node_id}",
+                    unit="step",
+                    file=sys.stderr,
+                    leave=False,
+                )
+            self._steps.n = event.value
+            self._steps.refresh()
+        elif kind == "node_finished" and not event.cached:
+            self._close_steps()
+            if self._nodes is not None:
+                self._nodes.update(1)
+
+    def _close_steps(self) -> None:
+        if self._steps is not None:
+            self._steps.close()
+            self._steps = None
+
+    def __enter__(self) -> TerminalProgress:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._close_steps()
+        if self._nodes is not None:
+            self._nodes.close()
