@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/latentgraph run graphs/hello.json
+	$(BIN)/python examples/demo_model.py models input
+	$(BIN)/latentgraph run graphs/txt2img.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

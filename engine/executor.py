@@ -105,7 +105,7 @@ class _Run:
         self.emit: EventSink = on_event or (lambda _event: None)
         self.cancel = cancel
         self.run_id = run_id or uuid.uuid4().hex
-        self.plan: Plan = plan_run(graph, _safe_fingerprint)
+        self.plan: Plan = plan_run(graph, lambda bound: _safe_fingerprint(bound, executor.paths))
         self.values: dict[str, dict[str, Any]] = {}  # this run's outputs, by key
         self.pinned: Counter[str] = Counter()
         self.executed: list[str] = []
@@ -263,11 +263,11 @@ def _instantiate(bound: BoundNode, linked: dict[str, Any]) -> Node:
     return instance
 
 
-def _safe_fingerprint(bound: BoundNode) -> str:
+def _safe_fingerprint(bound: BoundNode, paths: Paths) -> str:
     """A volatile node's fingerprint from its literals alone; if it raises, the node simply re-runs."""
     instance = _instantiate(bound, dict.fromkeys(bound.links))
     try:
-        return str(instance.fingerprint())
+        return str(instance.fingerprint(paths))
     except Exception:
         log.warning("fingerprint of %s failed; it will re-run", bound.id, exc_info=True)
         return uuid.uuid4().hex

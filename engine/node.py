@@ -203,10 +203,11 @@ class Node:
         """Compute the node's outputs from its inputs (set as attributes before the call)."""
         raise NotImplementedError
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, paths: Paths) -> str:
         """For volatile nodes: what changes when the result would (the hash of a file it reads).
 
         It is called with only the literal inputs set; linked inputs are None at that point.
+        `paths` are the run's folders, for nodes that read files.
         The default returns a fresh value, so the node re-runs every time.
         """
         import uuid

@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Literal
 
+from engine.config import Paths
 from engine.context import RunContext
 from engine.node import Input, Node, Outputs, node
 from engine.registry import Registry
@@ -138,7 +139,7 @@ class ReadFile(Node):
 
     path: str = Input(link_only=False)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, paths: Paths) -> str:
         return hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
 
     def run(self, ctx: RunContext) -> TextOut:

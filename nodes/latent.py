@@ -1,0 +1,75 @@
+"""Latent nodes: empty latents, inpainting masks, and resizing."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from engine.context import RunContext
+from engine.node import Input, Node, Outputs, node
+from nodes.sd.values import Latent, Mask
+
+MAX_SIZE = 16384
+LATENT_CHANNELS = 4
+
+
+class LatentOut(Outputs):
+    latent: Latent
+
+
+@node("EmptyLatent", category="latent")
+class EmptyLatent(Node):
+    """An all-zero latent batch for an image of the given size (txt2img starts here)."""
+
+    width: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=8, step=8)
+    height: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=8, step=8)
+    batch_size: int = Input(1, ge=1, le=4096)
+
+    def run(self, ctx: RunContext) -> LatentOut:
+        import torch
+
+        shape = (self.batch_size, LATENT_CHANNELS, self.height // 8, self.width // 8)
+        return LatentOut(latent=Latent(samples=torch.zeros(shape)))
+
+
+@node("SetLatentNoiseMask", category="latent/inpaint")
+class SetLatentNoiseMask(Node):
+    """Limit sampling to the masked area of a latent (1 = may change), for inpainting."""
+
+    latent: Latent = Input()
+    mask: Mask = Input()
+
+    def run(self, ctx: RunContext) -> LatentOut:
+        import torch.nn.functional as F
+
+        samples = self.latent.samples
+        mask = self.mask.mask[:, None].to(samples.device, samples.dtype)  # (B, 1, H, W)
+        # The mask lives at pixel resolution; the sampler needs it per latent cell.
+        resized = F.interpolate(mask, size=samples.shape[-2:], mode="bilinear", align_corners=False)
+        return LatentOut(latent=Latent(samples=samples, noise_mask=resized.clamp(0, 1)))
+
+
+@node("UpscaleLatent", category="latent/transform")
+class UpscaleLatent(Node):
+    """Resize a latent to a new pixel size (0 keeps the aspect ratio from the other side)."""
+
+    latent: Latent = Input()
+    method: Literal["nearest-exact", "bilinear", "area", "bicubic"] = "nearest-exact"
+    width: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
+    height: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
+
+    def run(self, ctx: RunContext) -> LatentOut:
+        import torch.nn.functional as F
+
+        from engine.errors import NodeInputError
+
+        samples = self.latent.samples  # (B, 4, h, w)
+        h, w = samples.shape[-2:]
+        if self.width == 0 and self.height == 0:
+            raise NodeInputError("width", "width and height cannot both be 0")
+        out_w = self.width // 8 or round(w * (self.height // 8) / h)
+        out_h = self.height // 8 or round(h * (self.width // 8) / w)
+        resized = F.interpolate(samples, size=(out_h, out_w), mode=self.method)
+        mask = self.latent.noise_mask
+        if mask is not None:
+            mask = F.interpolate(mask, size=(out_h, out_w), mode="bilinear", align_corners=False)
+        return LatentOut(latent=Latent(samples=resized, noise_mask=mask))

@@ -1,0 +1,91 @@
+"""The sampler node: denoise a latent with a UNet, guided by positive and negative conditioning."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from engine.context import RunContext
+from engine.node import Input, Node, Outputs, node
+from nodes.sd.values import Conditioning, Latent, UNetModel
+
+# The names are spelled out here so that the catalog loads without torch; a test checks that
+# they match the sampling library.
+SAMPLER_NAMES = (
+    "euler",
+    "euler_ancestral",
+    "heun",
+    "dpm_2",
+    "lms",
+    "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "dpmpp_sde",
+    "ddim",
+    "uni_pc",
+)
+SCHEDULER_NAMES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform")
+SamplerName = Literal[
+    "euler",
+    "euler_ancestral",
+    "heun",
+    "dpm_2",
+    "lms",
+    "dpmpp_2m",
+    "dpmpp_2m_sde",
+    "dpmpp_sde",
+    "ddim",
+    "uni_pc",
+]
+SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
+
+
+class LatentOut(Outputs):
+    latent: Latent
+
+
+@node("Sample", category="sampling")
+class Sample(Node):
+    """Denoise a latent: txt2img from an empty latent, img2img with denoise below 1.
+
+    The initial noise is drawn on the CPU from the seed in one draw for the whole batch, so a
+    seed gives the same picture on every device and as in ComfyUI.
+    """
+
+    model: UNetModel = Input()
+    positive: Conditioning = Input()
+    negative: Conditioning = Input()
+    latent: Latent = Input()
+    seed: int = Input(0, ge=0, le=2**64 - 1)
+    steps: int = Input(20, ge=1, le=10000)
+    cfg: float = Input(
+        7.5, ge=0.0, le=100.0, step=0.1, tooltip="guidance scale; 1 skips the negative"
+    )
+    sampler: SamplerName = "euler"
+    scheduler: SchedulerName = "normal"
+    denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
+
+    def run(self, ctx: RunContext) -> LatentOut:
+        from nodes.sd.preview import latent_preview
+        from nodes.sd.residency import module_device
+        from nodes.sd.sample import sample
+
+        module_device(self.model.unet)
+        for control in (*self.positive.controls, *self.negative.controls):
+            module_device(control.controlnet.controlnet)
+
+        def on_step(index: int, total: int, denoised: Any) -> None:
+            ctx.progress(index + 1, total, preview=latent_preview(denoised))
+
+        latent = sample(
+            self.model,
+            self.positive,
+            self.negative,
+            self.latent,
+            seed=self.seed,
+            steps=self.steps,
+            cfg=self.cfg,
+            sampler_name=self.sampler,
+            scheduler=self.scheduler,
+            denoise=self.denoise,
+            on_step=on_step,
+        )
+        return LatentOut(latent=latent)

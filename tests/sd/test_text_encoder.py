@@ -1,0 +1,116 @@
+"""Text encoding: layer choice (clip skip), prompt weights, windows and SDXL's two encoders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+
+from nodes.sd.text_encoder import encode
+from nodes.sd.tokenizer import clip_tokenizer, tokenize
+from nodes.sd.values import ClipModel
+from tests.sd.tiny_models import TINY_CLIP, TinyModels
+
+
+@pytest.fixture(scope="module")
+def clip(tiny_models: TinyModels) -> ClipModel:
+    return ClipModel(
+        tokenizer=clip_tokenizer(), text_encoder=tiny_models.text_encoder, family="sd1"
+    )
+
+
+def _hidden(encoder: Any, ids: torch.Tensor) -> Any:
+    with torch.no_grad():
+        return encoder(input_ids=ids, output_hidden_states=True)
+
+
+def test_default_is_the_last_layer(clip: ClipModel) -> None:
+    tokens = tokenize("a photo of a cat")
+    cond = encode(clip, tokens)
+    assert cond.embeds.shape == (1, 77, 32) and cond.pooled is None
+    assert torch.equal(cond.embeds[0], _hidden(clip.text_encoder, tokens.ids).last_hidden_state[0])
+
+
+def test_clip_skip_2_is_the_normalised_penultimate_layer(clip: ClipModel) -> None:
+    tokens = tokenize("a photo of a cat")
+    last = encode(clip, tokens, clip_skip=1).embeds
+    skipped = encode(clip, tokens, clip_skip=2).embeds
+    assert not torch.allclose(last, skipped)
+    out = _hidden(clip.text_encoder, tokens.ids)
+    with torch.no_grad():
+        expected = clip.text_encoder.final_layer_norm(out.hidden_states[-2])
+    assert torch.equal(skipped[0], expected[0])
+
+
+def test_clip_skip_out_of_range_is_refused(clip: ClipModel) -> None:
+    with pytest.raises(ValueError, match="clip_skip must be between 1 and 5"):
+        encode(clip, tokenize("cat"), clip_skip=6)
+
+
+def test_weight_one_equals_the_unweighted_encoding(clip: ClipModel) -> None:
+    plain = encode(clip, tokenize("a photo of a cat")).embeds
+    explicit = encode(clip, tokenize("a photo of a (cat:1.0)")).embeds
+    assert torch.equal(plain, explicit)
+
+
+def test_a_weighted_token_moves_away_from_the_empty_prompt(clip: ClipModel) -> None:
+    plain = encode(clip, tokenize("a photo of a cat")).embeds[0]
+    weighted = encode(clip, tokenize("a photo of a (cat:1.5)")).embeds[0]
+    empty = _hidden(clip.text_encoder, tokenize("").ids).last_hidden_state[0]
+    cat = 5  # BOS a photo of a [cat]
+    torch.testing.assert_close(weighted[cat], (plain[cat] - empty[cat]) * 1.5 + empty[cat])
+    others = [i for i in range(77) if i != cat]
+    assert torch.equal(weighted[others], plain[others])
+    assert not torch.allclose(weighted[cat], plain[cat])
+
+
+def test_two_windows_concatenate_to_154_tokens(clip: ClipModel) -> None:
+    tokens = tokenize("cat " * 80)
+    assert tokens.ids.shape == (2, 77)
+    cond = encode(clip, tokens)
+    assert cond.embeds.shape == (1, 154, 32)
+    for window in range(2):
+        alone = _hidden(clip.text_encoder, tokens.ids[window : window + 1]).last_hidden_state[0]
+        torch.testing.assert_close(cond.embeds[0, 77 * window : 77 * (window + 1)], alone)
+
+
+def test_sdxl_concatenates_penultimate_states_and_pools_encoder_2() -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(0)
+    encoder_1 = CLIPTextModel(CLIPTextConfig(**TINY_CLIP)).eval()
+    config_2 = {**TINY_CLIP, "hidden_size": 48, "intermediate_size": 64, "projection_dim": 40}
+    encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**config_2)).eval()
+    clip = ClipModel(
+        tokenizer=clip_tokenizer(),
+        text_encoder=encoder_1,
+        family="sdxl",
+        text_encoder_2=encoder_2,
+        tokenizer_2=clip_tokenizer(),
+    )
+    tokens = tokenize("cat " * 80, "sdxl")
+    assert tokens.ids_2 is not None
+    cond = encode(clip, tokens)
+    assert cond.embeds.shape == (1, 154, 32 + 48)
+    assert cond.pooled is not None and cond.pooled.shape == (1, 40)
+    first = tokens.ids[:1]
+    first_2 = tokens.ids_2[:1]
+    out_1 = _hidden(encoder_1, first)
+    out_2 = _hidden(encoder_2, first_2)
+    torch.testing.assert_close(cond.embeds[0, :77, :32], out_1.hidden_states[-2][0])
+    torch.testing.assert_close(cond.embeds[0, :77, 32:], out_2.hidden_states[-2][0])
+    torch.testing.assert_close(cond.pooled, out_2.text_embeds)
+
+
+def test_sdxl_needs_sdxl_tokens() -> None:
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    clip = ClipModel(
+        tokenizer=clip_tokenizer(),
+        text_encoder=CLIPTextModel(CLIPTextConfig(**TINY_CLIP)),
+        family="sdxl",
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**TINY_CLIP)),
+    )
+    with pytest.raises(ValueError, match="tokens made for sdxl"):
+        encode(clip, tokenize("cat", "sd1"))
