@@ -1,0 +1,74 @@
+"""`latentgraph serve`: run the server until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from aiohttp import web
+
+from engine.config import Paths
+from server.settings import ServerSettings, is_loopback
+
+TOKEN_ENV = "LATENTGRAPH_TOKEN"
+# Comma-separated origins besides the server's own that may drive it (an editor served elsewhere).
+ORIGINS_ENV = "LATENTGRAPH_ALLOWED_ORIGINS"
+EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+
+log = logging.getLogger(__name__)
+
+
+def serve(args: argparse.Namespace, paths: Paths) -> int:
+    """Serve the API on `args.host`:`args.port`; refuses a non-loopback address without a token."""
+    token = args.token or os.environ.get(TOKEN_ENV) or None
+    origins = frozenset(o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip())
+    settings = ServerSettings(host=args.host, port=args.port, token=token, allowed_origins=origins)
+    if not is_loopback(settings.host) and settings.token is None:
+        print(
+            f"refusing to listen on {settings.host} without --token (or ${TOKEN_ENV}): anyone "
+            "who can reach it could run graphs and read your output folder",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from engine.executor import Executor
+    from server.app import create_app
+
+    app = create_app(Executor(paths=paths), settings)
+    try:
+        return asyncio.run(_run(app, settings, paths))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _run(app: web.Application, settings: ServerSettings, paths: Paths) -> int:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, settings.host, settings.port).start()
+    except OSError as exc:
+        print(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror}", file=sys.stderr)
+        await runner.cleanup()
+        return EXIT_FAILED
+    for address in runner.addresses:
+        host, port = address[0], address[1]
+        shown = f"[{host}]" if ":" in host else host
+        print(f"serving on http://{shown}:{port} (output: {paths.output})", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError):
+            pass  # Windows: Ctrl-C arrives as KeyboardInterrupt instead
+    try:
+        await stop.wait()
+    finally:
+        log.info("shutting down")
+        await runner.cleanup()
+    return EXIT_OK

@@ -1,0 +1,418 @@
+"""The job queue and its worker: submit, cancel, reorder and run jobs through one shared Executor.
+
+Queue decisions are made on the event loop, against the active jobs held in memory, so they
+cannot race one another; every change is written to the store before it is announced. Each job
+owns its cancel token, so cancelling by id can only ever stop that job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import traceback
+import uuid
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Literal
+
+from engine.context import CancelToken
+from engine.errors import GraphValidationError
+from engine.executor import Executor
+from server.files import with_view_urls
+from server.hub import EventHub
+from server.messages import (
+    JobCancelled,
+    JobCancelledData,
+    JobEvent,
+    JobQueued,
+    JobQueuedData,
+    QueueStatus,
+    QueueStatusData,
+    job_event,
+    job_failed,
+)
+from server.recorder import JobRecorder
+from server.schemas import (
+    InterruptInfo,
+    InterruptReason,
+    JobCreated,
+    JobError,
+    JobStatus,
+    JobSummary,
+)
+from server.store import JobOutcome, JobRow, JobStore, StoredEvent, StoreThread
+from server.worker import WorkerThread
+
+log = logging.getLogger(__name__)
+
+CancelOutcome = Literal["cancelled", "interrupting"]
+
+
+class JobNotFound(LookupError):
+    """No job has this id."""
+
+
+class JobStateConflict(Exception):
+    """The job is not in a state that allows the request (moving a finished job, say)."""
+
+    def __init__(self, job_id: str, status: str, action: str) -> None:
+        self.job_id, self.status = job_id, status
+        super().__init__(f"job {job_id} is {status}; cannot {action} it")
+
+
+@dataclass
+class ActiveJob:
+    """A pending or running job, with every event published for it so far."""
+
+    job_id: str
+    client_id: str | None
+    graph: dict[str, Any]
+    created_at: float
+    position: float
+    status: JobStatus = "pending"
+    started_at: float | None = None
+    log: list[JobEvent] = field(default_factory=list)
+    cancel: CancelToken = field(default_factory=CancelToken)
+    interrupt_reason: InterruptReason = "requested"
+
+    @property
+    def last_seq(self) -> int:
+        return self.log[-1].seq if self.log else 0
+
+    def summary(self) -> JobSummary:
+        return JobSummary(
+            job_id=self.job_id,
+            status=self.status,
+            client_id=self.client_id,
+            created_at=self.created_at,
+            started_at=self.started_at,
+            last_seq=self.last_seq,
+        )
+
+
+class JobService:
+    """Owns the queue, the worker and the job history."""
+
+    def __init__(self, executor: Executor, store: StoreThread, hub: EventHub) -> None:
+        self.executor = executor
+        self._store = store
+        self._hub = hub
+        self._jobs: dict[str, ActiveJob] = {}  # pending and running jobs, until their last event
+        self._pending: dict[str, ActiveJob] = {}
+        self._running: ActiveJob | None = None
+        self._back = 0.0  # positions: new jobs go after _back, front jobs before _front
+        self._front = 0.0
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._status_scheduled = False
+        self._thread = WorkerThread()
+        self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # --- Lifecycle. ---
+
+    async def start(self) -> None:
+        """Recover from the last process, reload the pending jobs, and start the worker."""
+        self._loop = asyncio.get_running_loop()
+        await self._fail_orphans()
+        for row, events in await self._store.call(lambda s: s.pending()):
+            job = ActiveJob(row.job_id, row.client_id, row.graph, row.created_at, row.position)
+            job.log = [_stored_event(row.job_id, row.client_id, e) for e in events]
+            self._jobs[job.job_id] = self._pending[job.job_id] = job
+        self._back = await self._store.call(lambda s: s.last_position())
+        self._front = min([0.0, *(j.position for j in self._pending.values())])
+        if self._pending:
+            log.info("%d pending job(s) kept from the last run", len(self._pending))
+        self._task = asyncio.create_task(self._work(), name="latentgraph-jobs")
+
+    async def stop(self, grace: float) -> None:
+        """Stop taking jobs and interrupt the running one; wait up to `grace` seconds for it."""
+        self._stopping = True
+        self._wake.set()
+        if self._running is not None:
+            self._running.interrupt_reason = "server_shutdown"
+            self._running.cancel.cancel()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=grace)
+            if not done:
+                log.warning("the running job did not stop within %.0f s; it is left running", grace)
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+        self._thread.stop()
+
+    # --- Requests. ---
+
+    async def submit(self, graph: Any, client_id: str | None, front: bool) -> JobCreated:
+        """Validate and queue a graph; raises GraphValidationError, and then queues nothing."""
+        validated = await asyncio.to_thread(self.executor.validate, graph)
+        job_id, now = uuid.uuid4().hex, time.time()
+        if front:
+            self._front -= 1
+            position = self._front
+        else:
+            self._back += 1
+            position = self._back
+        job = ActiveJob(job_id, client_id, validated.document, now, position)
+        ahead = sum(1 for other in self._pending.values() if other.position < position)
+        queued = job_event(
+            JobQueued(data=JobQueuedData(job_id=job_id, seq=1, time=now, position=ahead)),
+            client_id,
+        )
+        stored = _to_stored(queued)
+        await self._store.call(
+            lambda s: s.insert_job(job_id, client_id, job.graph, now, position, stored)
+        )
+        self._jobs[job_id] = self._pending[job_id] = job
+        self._on_published(queued)
+        self._wake.set()
+        self._queue_changed()
+        return JobCreated(**job.summary().model_dump(), position=ahead)
+
+    async def cancel(self, job_id: str) -> CancelOutcome:
+        """Cancel a pending job or interrupt the running one; cancelling twice is harmless."""
+        job = self._jobs.get(job_id)
+        if job is not None and job.status == "pending":
+            await self._cancel_pending([job])
+            return "cancelled"
+        if job is not None and job.status == "running":
+            job.interrupt_reason = "requested"
+            job.cancel.cancel()
+            return "interrupting"
+        row = await self.get(job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        if row.status == "cancelled":
+            return "cancelled"
+        raise JobStateConflict(job_id, row.status, "cancel")
+
+    async def clear(self) -> list[str]:
+        """Cancel every pending job; returns their ids."""
+        jobs = sorted(self._pending.values(), key=lambda j: j.position)
+        await self._cancel_pending(jobs)
+        return [job.job_id for job in jobs]
+
+    async def move_to_front(self, job_id: str) -> JobSummary:
+        """Make a pending job the next to run."""
+        job = self._pending.get(job_id)
+        if job is None:
+            row = await self.get(job_id)
+            if row is None:
+                raise JobNotFound(job_id)
+            raise JobStateConflict(job_id, row.status, "move")
+        self._front -= 1
+        job.position = position = self._front
+        await self._store.call(lambda s: s.set_position(job_id, position))
+        self._queue_changed()
+        return job.summary()
+
+    async def get(self, job_id: str) -> JobRow | None:
+        """A job from the store, whatever its state."""
+        return await self._store.call(lambda s: s.get(job_id))
+
+    async def page(
+        self, statuses: list[str] | None, client_id: str | None, limit: int, offset: int
+    ) -> tuple[list[JobRow], int]:
+        """A page of jobs, newest first, and the number that match."""
+        return await self._store.call(lambda s: s.page(statuses, client_id, limit, offset))
+
+    async def stored_events(
+        self, job_id: str, after_seq: int, limit: int | None
+    ) -> tuple[JobRow, list[JobEvent]] | None:
+        """A job and its logged events after `after_seq`, from the store; None if unknown."""
+
+        def read(s: Any) -> tuple[JobRow, list[StoredEvent]] | None:
+            row = s.get(job_id)
+            return None if row is None else (row, s.events(job_id, after_seq, limit))
+
+        found = await self._store.call(read)
+        if found is None:
+            return None
+        row, events = found
+        return row, [_stored_event(job_id, row.client_id, e) for e in events]
+
+    def active(self, job_id: str) -> ActiveJob | None:
+        """A pending or running job, whose log holds every event published so far."""
+        return self._jobs.get(job_id)
+
+    def queue(self) -> tuple[ActiveJob | None, list[ActiveJob]]:
+        """The running job and the pending ones in run order."""
+        return self._running, sorted(self._pending.values(), key=lambda j: j.position)
+
+    def queue_status(self) -> QueueStatus:
+        """The queue counts message."""
+        return QueueStatus(
+            data=QueueStatusData(pending=len(self._pending), running=int(self._running is not None))
+        )
+
+    # --- The worker. ---
+
+    async def _work(self) -> None:
+        while not self._stopping:
+            job = min(self._pending.values(), key=lambda j: j.position, default=None)
+            if job is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            del self._pending[job.job_id]
+            job.status, job.started_at = "running", time.time()
+            self._running = job
+            self._queue_changed()
+            try:
+                await self._store.call(
+                    partial(JobStore.mark_running, job_id=job.job_id, started_at=job.started_at)
+                )
+                await self._thread.submit(partial(self._execute, job, job.last_seq))
+            except Exception:
+                log.exception("job %s could not be run", job.job_id)
+            finally:
+                self._running = None
+                if self._jobs.pop(job.job_id, None) is not None:
+                    log.error("job %s ended without a recorded outcome", job.job_id)
+                self._queue_changed()
+
+    def _execute(self, job: ActiveJob, last_seq: int) -> None:
+        """Run one job on the worker thread."""
+        loop = self._loop
+        assert loop is not None
+        recorder = JobRecorder(
+            job.job_id,
+            job.client_id,
+            last_seq,
+            self._store,
+            lambda event: _call_soon(loop, self._on_published, event),
+            lambda: job.interrupt_reason,
+        )
+        try:
+            self.executor.run(
+                job.graph, on_event=recorder.on_event, cancel=job.cancel, run_id=job.job_id
+            )
+        except GraphValidationError as exc:
+            # The graph was valid when queued; the models folder or the nodes changed since.
+            recorder.fail(
+                JobError(
+                    code="invalid_graph",
+                    message=f"the graph is no longer valid ({len(exc.errors)} error(s))",
+                    errors=exc.errors,
+                )
+            )
+        except Exception as exc:
+            log.exception("job %s crashed the executor", job.job_id)
+            recorder.fail(
+                JobError(
+                    code="internal_error",
+                    message=f"{type(exc).__name__}: {exc}",
+                    exception_type=type(exc).__qualname__,
+                    traceback=traceback.format_exception(exc),
+                )
+            )
+        if not recorder.finished:
+            recorder.fail(JobError(code="internal_error", message="the run ended without a result"))
+
+    # --- Events. ---
+
+    def _on_published(self, event: JobEvent) -> None:
+        """Append a committed event to its job's log and fan it out (on the event loop)."""
+        job = self._jobs.get(event.job_id)
+        if job is not None:
+            job.log.append(event)
+            if event.terminal:
+                del self._jobs[event.job_id]
+        self._hub.publish(event)
+
+    async def _cancel_pending(self, jobs: list[ActiveJob]) -> None:
+        if not jobs:
+            return
+        now = time.time()
+        events = []
+        for job in jobs:
+            self._pending.pop(job.job_id, None)
+            job.status = "cancelled"
+            job.cancel.cancel()
+            message = JobCancelled(
+                data=JobCancelledData(job_id=job.job_id, seq=job.last_seq + 1, time=now)
+            )
+            events.append(job_event(message, job.client_id))
+        self._queue_changed()
+        stored = [(e.job_id, _to_stored(e)) for e in events]
+        await self._store.call(lambda s: s.cancel(stored, now))
+        for event in events:
+            self._on_published(event)
+
+    async def _fail_orphans(self) -> None:
+        """Jobs the last process was running when it died: record them as failed."""
+        now = time.time()
+        for row in await self._store.call(lambda s: s.running()):
+            events = await self._store.call(
+                partial(JobStore.events, job_id=row.job_id, after_seq=0, limit=None)
+            )
+            executed = _executed_from_log(events)
+            error = JobError(
+                code="server_stopped",
+                message="the server stopped while this job was running, so it did not finish",
+            )
+            message = job_failed(row.job_id, row.last_seq + 1, error, executed)
+            event = _to_stored(job_event(message, row.client_id))
+            outcome = JobOutcome(
+                "failed", now, executed, [], {}, error=error.model_dump(mode="json")
+            )
+            await self._store.call(
+                partial(JobStore.append_event, job_id=row.job_id, event=event, outcome=outcome)
+            )
+            log.warning("job %s was running when the server stopped; marked failed", row.job_id)
+
+    def _queue_changed(self) -> None:
+        # Coalesce: one queue message per loop iteration, however many changes it saw.
+        if not self._status_scheduled and self._loop is not None:
+            self._status_scheduled = True
+            self._loop.call_soon(self._send_queue_status)
+
+    def _send_queue_status(self) -> None:
+        self._status_scheduled = False
+        self._hub.broadcast(self.queue_status())
+
+
+def summary_from_row(row: JobRow) -> JobSummary:
+    """A stored job as the API shows it, with view URLs in its outputs."""
+    return JobSummary(
+        job_id=row.job_id,
+        status=row.status,  # type: ignore[arg-type]
+        client_id=row.client_id,
+        created_at=row.created_at,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        last_seq=row.last_seq,
+        executed=row.executed,
+        cached=row.cached,
+        outputs={node: with_view_urls(ui) for node, ui in row.outputs.items()},
+        error=JobError.model_validate(row.error) if row.error else None,
+        interrupted=InterruptInfo.model_validate(row.interrupted) if row.interrupted else None,
+    )
+
+
+def _to_stored(event: JobEvent) -> StoredEvent:
+    return StoredEvent(event.seq, event.type, event.text)
+
+
+def _stored_event(job_id: str, client_id: str | None, event: StoredEvent) -> JobEvent:
+    return JobEvent(job_id, event.seq, event.type, event.message, client_id)
+
+
+def _executed_from_log(events: list[StoredEvent]) -> list[str]:
+    executed = []
+    for event in events:
+        if event.type == "node_finished":
+            data = json.loads(event.message)["data"]
+            if not data["cached"]:
+                executed.append(data["node_id"])
+    return executed
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, event: JobEvent) -> None:
+    try:
+        loop.call_soon_threadsafe(callback, event)
+    except RuntimeError:
+        log.warning(
+            "event %d of job %s arrived after the event loop closed", event.seq, event.job_id
+        )

@@ -1,0 +1,466 @@
+"""Websocket messages: typed models, their JSON encoding, the binary preview frame, and codecs.
+
+Job logic produces `JobEvent`s; a `Codec` turns one into the frames a connection sends. The native
+codec sends each message as JSON text (encoded once, shared by every subscriber); a protocol
+facade (ComfyUI's, say) can plug in its own codec without touching the job logic.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from server.files import with_view_urls
+from server.schemas import JOB_ID_PATTERN, InterruptReason, JobError, JobStatus, UiOutput
+
+PROTOCOL_VERSION = 1
+FRAME_PREVIEW = 1
+PREVIEW_PREFIX = struct.Struct(">II")  # frame type, then the JSON header's length in bytes
+TERMINAL_TYPES = frozenset({"job_finished", "job_failed", "job_interrupted", "job_cancelled"})
+Frame = str | bytes
+
+
+# --- Job messages: each carries the job id, its per-job sequence number and creation time. ---
+
+
+class JobData(BaseModel):
+    """Fields every job message has."""
+
+    job_id: str
+    seq: int = Field(description="Per-job sequence number: 1, 2, 3, ... with no gaps.")
+    time: float = Field(description="Unix time the event was created.")
+
+
+class JobQueuedData(JobData):
+    position: int = Field(description="Pending jobs ahead of this one when it was queued.")
+
+
+class JobStartedData(JobData):
+    nodes: list[str] = Field(description="The planned nodes, in execution order.")
+
+
+class NodesCachedData(JobData):
+    nodes: list[str] = Field(description="Planned nodes served from the cache; they do not run.")
+
+
+class NodeStartedData(JobData):
+    node_id: str
+    node_type: str
+
+
+class ProgressData(JobData):
+    node_id: str
+    value: int
+    max: int
+    preview: bool = Field(description="A binary preview frame with the same seq follows.")
+
+
+class NodeFinishedData(JobData):
+    node_id: str
+    node_type: str
+    cached: bool
+    seconds: float
+    output: UiOutput | None = Field(description="What the node shows; files carry a `url`.")
+
+
+class JobFinishedData(JobData):
+    outputs: dict[str, UiOutput | None]
+    executed: list[str]
+    cached: list[str]
+    seconds: float
+
+
+class JobFailedData(JobData):
+    error: JobError
+    executed: list[str]
+
+
+class JobInterruptedData(JobData):
+    node_id: str | None
+    executed: list[str]
+    reason: InterruptReason
+
+
+class JobCancelledData(JobData):
+    pass
+
+
+class JobQueued(BaseModel):
+    """The job was accepted and waits in the queue (always seq 1)."""
+
+    type: Literal["job_queued"] = "job_queued"
+    data: JobQueuedData
+
+
+class JobStarted(BaseModel):
+    """The worker began the job."""
+
+    type: Literal["job_started"] = "job_started"
+    data: JobStartedData
+
+
+class NodesCached(BaseModel):
+    """These nodes have cached outputs and will not run."""
+
+    type: Literal["nodes_cached"] = "nodes_cached"
+    data: NodesCachedData
+
+
+class NodeStarted(BaseModel):
+    """A node began running."""
+
+    type: Literal["node_started"] = "node_started"
+    data: NodeStartedData
+
+
+class Progress(BaseModel):
+    """A step of a long node."""
+
+    type: Literal["progress"] = "progress"
+    data: ProgressData
+
+
+class NodeFinished(BaseModel):
+    """A node finished or came from the cache, with its UI output (images with view URLs)."""
+
+    type: Literal["node_finished"] = "node_finished"
+    data: NodeFinishedData
+
+
+class JobFinished(BaseModel):
+    """Terminal: the job completed."""
+
+    type: Literal["job_finished"] = "job_finished"
+    data: JobFinishedData
+
+
+class JobFailed(BaseModel):
+    """Terminal: a node raised, the graph no longer validated, or the server stopped mid-job."""
+
+    type: Literal["job_failed"] = "job_failed"
+    data: JobFailedData
+
+
+class JobInterrupted(BaseModel):
+    """Terminal: the running job was interrupted on request or by a server shutdown."""
+
+    type: Literal["job_interrupted"] = "job_interrupted"
+    data: JobInterruptedData
+
+
+class JobCancelled(BaseModel):
+    """Terminal: the job was cancelled before it started."""
+
+    type: Literal["job_cancelled"] = "job_cancelled"
+    data: JobCancelledData
+
+
+JobMessage = Annotated[
+    JobQueued
+    | JobStarted
+    | NodesCached
+    | NodeStarted
+    | Progress
+    | NodeFinished
+    | JobFinished
+    | JobFailed
+    | JobInterrupted
+    | JobCancelled,
+    Field(discriminator="type"),
+]
+job_message_adapter: TypeAdapter[JobMessage] = TypeAdapter(JobMessage)
+
+
+# --- Connection messages: not part of any job log, so they carry no sequence number. ---
+
+
+class HelloData(BaseModel):
+    client_id: str | None
+    protocol: int = PROTOCOL_VERSION
+
+
+class Hello(BaseModel):
+    """First message on every connection."""
+
+    type: Literal["hello"] = "hello"
+    data: HelloData
+
+
+class QueueStatusData(BaseModel):
+    pending: int
+    running: int
+
+
+class QueueStatus(BaseModel):
+    """Queue counts; sent on connect and whenever the queue changes, to every connection."""
+
+    type: Literal["queue"] = "queue"
+    data: QueueStatusData
+
+
+class SubscribedData(BaseModel):
+    job_id: str
+    status: JobStatus
+    after_seq: int = Field(description="Replay started after this sequence number.")
+    last_seq: int = Field(description="The job's latest sequence number when subscribed.")
+
+
+class Subscribed(BaseModel):
+    """Answer to `subscribe`; the replayed events follow it."""
+
+    type: Literal["subscribed"] = "subscribed"
+    data: SubscribedData
+
+
+class UnsubscribedData(BaseModel):
+    job_id: str
+
+
+class Unsubscribed(BaseModel):
+    """Answer to `unsubscribe`."""
+
+    type: Literal["unsubscribed"] = "unsubscribed"
+    data: UnsubscribedData
+
+
+class PongData(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+class Pong(BaseModel):
+    """Answer to `ping`, after every frame queued before it."""
+
+    type: Literal["pong"] = "pong"
+    data: PongData = Field(default_factory=PongData)
+
+
+class ErrorData(BaseModel):
+    code: Literal["bad_message", "unknown_job", "too_many_subscriptions"]
+    message: str
+    job_id: str | None = None
+
+
+class ErrorMessage(BaseModel):
+    """A client message could not be honoured."""
+
+    type: Literal["error"] = "error"
+    data: ErrorData
+
+
+ServerMessage = Annotated[
+    JobMessage | Hello | QueueStatus | Subscribed | Unsubscribed | Pong | ErrorMessage,
+    Field(discriminator="type"),
+]
+
+
+# --- Client messages. ---
+
+
+class SubscribeData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+    after_seq: int = Field(0, ge=0, description="Replay the events after this sequence number.")
+
+
+class Subscribe(BaseModel):
+    """Receive a job's events: those after `after_seq` at once, then live ones."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["subscribe"]
+    data: SubscribeData
+
+
+class UnsubscribeData(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
+
+
+class Unsubscribe(BaseModel):
+    """Stop receiving a job's events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["unsubscribe"]
+    data: UnsubscribeData
+
+
+class Ping(BaseModel):
+    """Ask for a `pong`; its data is echoed back."""
+
+    type: Literal["ping"]
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+ClientMessage = Annotated[Subscribe | Unsubscribe | Ping, Field(discriminator="type")]
+client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
+
+
+# --- Encoding. ---
+
+
+@dataclass
+class JobEvent:
+    """One entry of a job's log, ready to fan out: the encoded message and an optional preview."""
+
+    job_id: str
+    seq: int
+    type: str
+    text: str
+    client_id: str | None
+    preview: bytes | None = None  # a complete binary preview frame
+    _frames: dict[str, list[Frame]] = field(default_factory=dict, repr=False)
+
+    @property
+    def terminal(self) -> bool:
+        """Whether this is the job's last event."""
+        return self.type in TERMINAL_TYPES
+
+    def frames(self, codec: Codec) -> list[Frame]:
+        """The frames `codec` sends for this event, encoded once however many clients get them."""
+        frames = self._frames.get(codec.name)
+        if frames is None:
+            frames = self._frames[codec.name] = codec.job_frames(self)
+        return frames
+
+
+class Codec(Protocol):
+    """Turns job events and connection messages into websocket frames for one protocol."""
+
+    name: str
+
+    def job_frames(self, event: JobEvent) -> list[Frame]: ...
+
+    def message(self, message: BaseModel) -> list[Frame]: ...
+
+
+class NativeCodec:
+    """Latentgraph's own protocol: JSON text `{type, data}`, previews as binary frames."""
+
+    name = "latentgraph"
+
+    def job_frames(self, event: JobEvent) -> list[Frame]:
+        return [event.text] if event.preview is None else [event.text, event.preview]
+
+    def message(self, message: BaseModel) -> list[Frame]:
+        return [encode(message)]
+
+
+def encode(message: BaseModel) -> str:
+    """A message as compact JSON text."""
+    return message.model_dump_json()
+
+
+def job_event(message: BaseModel, client_id: str | None, preview: bytes | None = None) -> JobEvent:
+    """Wrap a job message (JobQueued, ...) as a loggable event."""
+    data = message.data  # type: ignore[attr-defined]
+    return JobEvent(
+        job_id=data.job_id,
+        seq=data.seq,
+        type=message.type,  # type: ignore[attr-defined]
+        text=encode(message),
+        client_id=client_id,
+        preview=preview,
+    )
+
+
+def preview_frame(job_id: str, node_id: str, seq: int, mime: str, image: bytes) -> bytes:
+    """A binary preview frame: type 1 (u32 BE), header length (u32 BE), JSON header, image bytes."""
+    header = json.dumps(
+        {"job_id": job_id, "node_id": node_id, "seq": seq, "mime": mime}, separators=(",", ":")
+    ).encode()
+    return PREVIEW_PREFIX.pack(FRAME_PREVIEW, len(header)) + header + image
+
+
+def parse_preview_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
+    """The JSON header and image bytes of a binary preview frame; raises ValueError if malformed."""
+    if len(frame) < PREVIEW_PREFIX.size:
+        raise ValueError("frame too short")
+    kind, length = PREVIEW_PREFIX.unpack_from(frame)
+    if kind != FRAME_PREVIEW or len(frame) < PREVIEW_PREFIX.size + length:
+        raise ValueError(f"not a preview frame (type {kind})")
+    start = PREVIEW_PREFIX.size
+    return json.loads(frame[start : start + length]), frame[start + length :]
+
+
+def message_for_engine_event(
+    job_id: str, seq: int, event: Any, reason: InterruptReason, preview: bool
+) -> BaseModel:
+    """The job message for one executor event; `reason` is used if it is an interruption."""
+    base: dict[str, Any] = {"job_id": job_id, "seq": seq, "time": event.time}
+    kind = event.type
+    if kind == "run_started":
+        return JobStarted(data=JobStartedData(**base, nodes=event.nodes))
+    if kind == "nodes_cached":
+        return NodesCached(data=NodesCachedData(**base, nodes=event.nodes))
+    if kind == "node_started":
+        return NodeStarted(
+            data=NodeStartedData(**base, node_id=event.node_id, node_type=event.node_type)
+        )
+    if kind == "progress":
+        return Progress(
+            data=ProgressData(
+                **base, node_id=event.node_id, value=event.value, max=event.max, preview=preview
+            )
+        )
+    if kind == "node_finished":
+        return NodeFinished(
+            data=NodeFinishedData(
+                **base,
+                node_id=event.node_id,
+                node_type=event.node_type,
+                cached=event.cached,
+                seconds=event.seconds,
+                output=with_view_urls(event.ui),
+            )
+        )
+    if kind == "run_finished":
+        return JobFinished(
+            data=JobFinishedData(
+                **base,
+                outputs={k: with_view_urls(v) for k, v in event.outputs.items()},
+                executed=event.executed,
+                cached=event.cached,
+                seconds=event.seconds,
+            )
+        )
+    if kind == "run_failed":
+        return JobFailed(
+            data=JobFailedData(
+                **base, error=node_failure_error(event.error), executed=event.executed
+            )
+        )
+    if kind == "run_interrupted":
+        return JobInterrupted(
+            data=JobInterruptedData(
+                **base, node_id=event.node_id, executed=event.executed, reason=reason
+            )
+        )
+    raise ValueError(f"unknown engine event {kind!r}")
+
+
+def node_failure_error(failure: Any) -> JobError:
+    """A JobError for the engine's NodeFailure."""
+    return JobError(
+        code="node_failed",
+        message=failure.message,
+        node_id=failure.node_id,
+        node_type=failure.node_type,
+        exception_type=failure.exception_type,
+        input=failure.input,
+        traceback=failure.traceback,
+    )
+
+
+def job_failed(job_id: str, seq: int, error: JobError, executed: list[str]) -> JobFailed:
+    """A job_failed message for a failure outside any node (invalid graph, lost server)."""
+    return JobFailed(
+        data=JobFailedData(job_id=job_id, seq=seq, time=time.time(), error=error, executed=executed)
+    )

@@ -1,0 +1,74 @@
+"""Reading request bodies and queries into models, and writing models as JSON responses."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+from server.errors import ApiError
+from server.settings import TOKEN_PARAM
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def json_response(
+    model: BaseModel, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A model as a JSON response."""
+    return web.Response(
+        status=status,
+        text=model.model_dump_json(),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def read_json(request: web.Request, limit: int, *, optional: bool = False) -> Any:
+    """The request's JSON object; 413 past `limit` bytes, 400 if it is not a JSON object."""
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    raw = await request.read()
+    if len(raw) > limit:
+        raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    if optional and not raw.strip():
+        return {}
+    try:
+        body = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_request", "the body must be a JSON object")
+    return body
+
+
+def parse_model(model: type[M], data: Any, what: str = "body") -> M:
+    """Validate data against a model; 400 naming every problem."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(400, "bad_request", f"invalid {what}: {describe(exc)}") from None
+
+
+def parse_query(request: web.Request, model: type[M], list_fields: tuple[str, ...] = ()) -> M:
+    """The query string as a model; `list_fields` are comma-separated lists.
+
+    `token` is the security middleware's, never a route's parameter.
+    """
+    data: dict[str, Any] = {}
+    for key in request.query:
+        if key == TOKEN_PARAM:
+            continue
+        values = request.query.getall(key)
+        if len(values) > 1:
+            raise ApiError(400, "bad_request", f"query parameter {key!r} is given twice")
+        data[key] = [v for v in values[0].split(",") if v] if key in list_fields else values[0]
+    return parse_model(model, data, "query")
+
+
+def describe(exc: ValidationError) -> str:
+    """Every problem of a validation error on one line."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())

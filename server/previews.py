@@ -1,0 +1,32 @@
+"""Preview images for the websocket: a PIL image from a Progress event, as small JPEG bytes."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MAX_PREVIEW_SIDE = 512
+JPEG_QUALITY = 85
+PREVIEW_MIME = "image/jpeg"
+
+
+def encode_preview(image: Any) -> bytes | None:
+    """JPEG bytes of a PIL image, shrunk to fit 512 px; None (and a log line) for anything else.
+
+    Called on the worker thread, never on the event loop.
+    """
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        log.warning("ignoring a preview of type %s; previews must be PIL images", type(image))
+        return None
+    picture = image if image.mode == "RGB" else image.convert("RGB")
+    if max(picture.size) > MAX_PREVIEW_SIDE:
+        picture = picture.copy()
+        picture.thumbnail((MAX_PREVIEW_SIDE, MAX_PREVIEW_SIDE))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=JPEG_QUALITY)
+    return buffer.getvalue()

@@ -1,0 +1,108 @@
+"""Records a running job's engine events: number, encode, persist, then hand to the event loop.
+
+Runs on the worker thread. An event is committed to the store before it is published, so
+whatever a client saw can be replayed, also after a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from engine.events import TERMINAL_EVENTS
+from server.messages import (
+    JobEvent,
+    job_event,
+    job_failed,
+    message_for_engine_event,
+    node_failure_error,
+    preview_frame,
+)
+from server.previews import PREVIEW_MIME, encode_preview
+from server.schemas import InterruptReason, JobError
+from server.store import JobOutcome, StoredEvent, StoreThread
+
+log = logging.getLogger(__name__)
+
+
+class JobRecorder:
+    """The `on_event` sink of one job's run."""
+
+    def __init__(
+        self,
+        job_id: str,
+        client_id: str | None,
+        last_seq: int,
+        store: StoreThread,
+        publish: Callable[[JobEvent], None],
+        interrupt_reason: Callable[[], InterruptReason],
+    ) -> None:
+        self.job_id, self.client_id = job_id, client_id
+        self.seq = last_seq
+        self.finished = False
+        self._store = store
+        self._publish = publish
+        self._interrupt_reason = interrupt_reason
+        self._cached: list[str] = []
+        self._executed: list[str] = []
+
+    def on_event(self, event: Any) -> None:
+        """Record one executor event; never raises into the executor."""
+        try:
+            self._record(event)
+        except Exception:
+            log.exception("could not record %s of job %s", event.type, self.job_id)
+
+    def fail(self, error: JobError) -> None:
+        """End the job as failed for a reason outside any node."""
+        message = job_failed(self.job_id, self.seq + 1, error, self._executed)
+        outcome = JobOutcome(
+            status="failed",
+            finished_at=time.time(),
+            executed=self._executed,
+            cached=self._cached,
+            outputs={},
+            error=error.model_dump(mode="json"),
+        )
+        try:
+            self._commit(job_event(message, self.client_id), outcome)
+        except Exception:
+            log.exception("could not record the failure of job %s", self.job_id)
+
+    def _record(self, event: Any) -> None:
+        seq = self.seq + 1
+        frame = None
+        if event.type == "progress" and event.preview is not None:
+            jpeg = encode_preview(event.preview)
+            if jpeg is not None:
+                frame = preview_frame(self.job_id, event.node_id, seq, PREVIEW_MIME, jpeg)
+        if event.type == "nodes_cached":
+            self._cached = list(event.nodes)
+        elif event.type == "node_finished" and not event.cached:
+            self._executed.append(event.node_id)
+        message = message_for_engine_event(
+            self.job_id, seq, event, self._interrupt_reason(), preview=frame is not None
+        )
+        outcome = self._outcome(event) if event.type in TERMINAL_EVENTS else None
+        self._commit(job_event(message, self.client_id, frame), outcome)
+
+    def _outcome(self, event: Any) -> JobOutcome:
+        now = time.time()
+        if event.type == "run_finished":
+            return JobOutcome("finished", now, event.executed, event.cached, event.outputs)
+        if event.type == "run_failed":
+            error = node_failure_error(event.error).model_dump(mode="json")
+            return JobOutcome("failed", now, event.executed, self._cached, {}, error=error)
+        interrupted = {"node_id": event.node_id, "reason": self._interrupt_reason()}
+        return JobOutcome(
+            "interrupted", now, event.executed, self._cached, {}, interrupted=interrupted
+        )
+
+    def _commit(self, event: JobEvent, outcome: JobOutcome | None) -> None:
+        stored = StoredEvent(event.seq, event.type, event.text)
+        self._store.call_blocking(lambda s: s.append_event(self.job_id, stored, outcome))
+        self.seq = event.seq
+        self.finished = self.finished or outcome is not None
+        self._publish(event)

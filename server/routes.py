@@ -1,0 +1,229 @@
+"""The route table: each route's handler together with what the OpenAPI description says about it.
+
+The app registers exactly these routes and the OpenAPI file is generated from them, so the two
+cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp.typedefs import Handler
+from pydantic import BaseModel
+
+from server import api_files, api_jobs, api_system, ws
+from server.schemas import (
+    CancelResult,
+    EventPage,
+    EventQuery,
+    FreedMemory,
+    FreeMemory,
+    JobCreated,
+    JobDetail,
+    JobListQuery,
+    JobPage,
+    JobSummary,
+    QueueCleared,
+    QueueView,
+    SubmitJob,
+    SystemStats,
+    UploadedImage,
+    ViewQuery,
+    WebsocketQuery,
+)
+from server.settings import API_PREFIX as API
+
+
+@dataclass(frozen=True)
+class Body:
+    """A response body that is not one of our models: a file, a schema, Markdown."""
+
+    media_type: str
+    description: str
+    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+
+
+Response = type[BaseModel] | Body
+
+
+@dataclass(frozen=True)
+class Route:
+    """One HTTP route and its documentation."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    tag: str
+    responses: Mapping[int, Response]
+    body: type[BaseModel] | None = None
+    multipart: bool = False
+    query: type[BaseModel] | None = None
+    # Error statuses this route answers with an ErrorBody (401/403 apply to every route).
+    errors: tuple[int, ...] = ()
+
+
+_BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "POST",
+        f"{API}/jobs",
+        api_jobs.submit_job,
+        "Validate a graph and queue it; 400 lists every validation error and queues nothing.",
+        "jobs",
+        {201: JobCreated},
+        body=SubmitJob,
+        errors=(400, 413),
+    ),
+    Route(
+        "GET",
+        f"{API}/jobs",
+        api_jobs.list_jobs,
+        "List jobs, newest first, filtered by status and client id, paged.",
+        "jobs",
+        {200: JobPage},
+        query=JobListQuery,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        f"{API}/jobs/{{job_id}}",
+        api_jobs.get_job,
+        "One job, with its graph, outputs and error.",
+        "jobs",
+        {200: JobDetail},
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        f"{API}/jobs/{{job_id}}/events",
+        api_jobs.job_events,
+        "A job's event log after a sequence number (the websocket's job messages).",
+        "jobs",
+        {200: EventPage},
+        query=EventQuery,
+        errors=(400, 404),
+    ),
+    Route(
+        "POST",
+        f"{API}/jobs/{{job_id}}/cancel",
+        api_jobs.cancel_job,
+        "Cancel a pending job (200) or interrupt the running one at its next step (202).",
+        "jobs",
+        {200: CancelResult, 202: CancelResult},
+        errors=(404, 409),
+    ),
+    Route(
+        "POST",
+        f"{API}/jobs/{{job_id}}/front",
+        api_jobs.move_to_front,
+        "Run a pending job next.",
+        "jobs",
+        {200: JobSummary},
+        errors=(404, 409),
+    ),
+    Route(
+        "GET",
+        f"{API}/queue",
+        api_jobs.get_queue,
+        "The running job and the pending jobs in run order.",
+        "queue",
+        {200: QueueView},
+    ),
+    Route(
+        "DELETE",
+        f"{API}/queue",
+        api_jobs.clear_queue,
+        "Cancel every pending job; the running job continues.",
+        "queue",
+        {200: QueueCleared},
+    ),
+    Route(
+        "GET",
+        f"{API}/nodes",
+        api_system.node_catalog,
+        "The node catalog: port types and every node's inputs, outputs and current choices.",
+        "catalog",
+        {200: Body("application/json", "The node catalog.")},
+    ),
+    Route(
+        "GET",
+        f"{API}/schema/graph",
+        api_system.graph_schema,
+        "The JSON Schema of graph documents.",
+        "catalog",
+        {200: Body("application/json", "A JSON Schema (draft 2020-12).")},
+    ),
+    Route(
+        "POST",
+        f"{API}/uploads",
+        api_files.upload_image,
+        "Upload an image to the input folder; identical content is stored once.",
+        "files",
+        {201: UploadedImage, 200: UploadedImage},
+        multipart=True,
+        errors=(400, 403, 413, 415),
+    ),
+    Route(
+        "GET",
+        f"{API}/view",
+        api_files.view_file,
+        "A file from the output or input folder; names that could leave the folder are refused.",
+        "files",
+        {
+            200: Body(
+                "*/*", "The file; images with their type, anything else as a download.", _BINARY
+            )
+        },
+        query=ViewQuery,
+        errors=(400, 403, 404),
+    ),
+    Route(
+        "GET",
+        f"{API}/system",
+        api_system.system_stats,
+        "Versions, memory, compute devices, cache usage and queue counts.",
+        "system",
+        {200: SystemStats},
+    ),
+    Route(
+        "POST",
+        f"{API}/free",
+        api_system.free_memory,
+        "Move cached models to the CPU and/or drop cached outputs (the running job's are kept).",
+        "system",
+        {200: FreedMemory},
+        body=FreeMemory,
+        errors=(400,),
+    ),
+    Route(
+        "GET",
+        f"{API}/openapi.json",
+        api_system.openapi_json,
+        "This OpenAPI description.",
+        "docs",
+        {200: Body("application/json", "OpenAPI 3.1.")},
+    ),
+    Route(
+        "GET",
+        f"{API}/docs/websocket",
+        api_system.websocket_doc,
+        "The websocket protocol, in Markdown.",
+        "docs",
+        {200: Body("text/markdown", "docs/api/websocket.md", {"type": "string"})},
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/ws",
+        ws.websocket_handler,
+        "Websocket upgrade; messages are described at /api/v1/docs/websocket.",
+        "websocket",
+        {101: Body("application/json", "Switching protocols.", {})},
+        query=WebsocketQuery,
+        errors=(400,),
+    ),
+)

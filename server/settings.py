@@ -1,0 +1,47 @@
+"""The server's tunable limits and security settings, with safe defaults."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+API_PREFIX = "/api/v1"
+LOOPBACK_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+MIB = 1024 * 1024
+# The query parameter that may carry the bearer token on GET requests.
+TOKEN_PARAM = "token"
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Where to listen and how much to accept; every limit has a default that suits one user."""
+
+    host: str = "127.0.0.1"
+    port: int = 8188
+    # Bearer token required on every route when set; `serve` requires it off loopback.
+    token: str | None = None
+    # Origins besides the server's own that may drive it (an editor served elsewhere, say).
+    allowed_origins: frozenset[str] = field(default_factory=frozenset)
+    max_json_bytes: int = 8 * MIB
+    max_upload_bytes: int = 20 * MIB
+    max_upload_pixels: int = 64 * 1024 * 1024
+    # Frames a websocket client may fall behind by before it is disconnected (it can resume).
+    ws_max_queued: int = 20_000
+    # How long shutdown waits for the running job to stop at its next step.
+    shutdown_grace_s: float = 10.0
+
+    @property
+    def max_request_bytes(self) -> int:
+        """aiohttp's `client_max_size`: the largest body any route reads into memory."""
+        return max(self.max_json_bytes, self.max_upload_bytes) + MIB
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback name or address; unknown names count as not loopback."""
+    name = host.strip("[]").lower()
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
