@@ -1,9 +1,10 @@
 """Turn a diffusers UNet into the k-diffusion denoiser the samplers call: (x, sigma) -> x0.
 
-Three thin layers, each a callable: `UNetDenoiser` (sigma -> timestep, input scaling, eps or v
-prediction -> x0, ControlNet residuals, SDXL extras) runs one batched forward for several
-conditionings; `CFGDenoiser` applies classifier-free guidance over it; `InpaintDenoiser` holds
-the unmasked part of a latent fixed, as ComfyUI's KSamplerX0Inpaint does.
+Three thin layers: `UNetDenoiser` runs the UNet for several conditionings in one batched forward
+(sigma -> timestep, input scaling, ControlNet residuals, SDXL extras) and turns its eps or v
+output into x0; `CFGDenoiser`, the callable handed to a sampler, applies classifier-free
+guidance with it; `InpaintDenoiser` holds the unmasked part of a latent fixed, as ComfyUI's
+KSamplerX0Inpaint does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nodes.sd.samplers import Denoiser
 from nodes.sd.schedules import DiscreteSchedule, discrete_schedule
 from nodes.sd.values import Conditioning, ControlApplication, UNetModel
 
@@ -84,10 +86,10 @@ def _fit_hint(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
 
 
 class UNetDenoiser:
-    """A k-diffusion denoiser around a diffusers UNet2DConditionModel (eps or v prediction).
+    """The model half of a k-diffusion denoiser: a diffusers UNet2DConditionModel seen in sigma terms.
 
-    The UNet sees x / sqrt(sigma^2 + 1) at the (fractional) timestep t(sigma); its output is turned
-    into x0 with the preconditioning of Karras et al. (2022) for sigma_data = 1.
+    The UNet sees x / sqrt(sigma^2 + 1) at the (fractional) timestep t(sigma); its eps or v output
+    becomes x0 with the preconditioning of Karras et al. (2022) for sigma_data = 1.
     """
 
     def __init__(self, model: UNetModel):
@@ -261,7 +263,11 @@ class InpaintDenoiser:
     """
 
     def __init__(
-        self, inner: Any, latent_image: torch.Tensor, noise: torch.Tensor, mask: torch.Tensor
+        self,
+        inner: Denoiser,
+        latent_image: torch.Tensor,
+        noise: torch.Tensor,
+        mask: torch.Tensor,
     ):
         self.inner = inner
         self.latent_image = latent_image  # (B, C, h, w)

@@ -22,7 +22,7 @@ from nodes.sd.noise import (
     brownian_noise_sampler,
     initial_noise,
 )
-from nodes.sd.samplers import ANCESTRAL_SAMPLERS, SAMPLERS, SDE_SAMPLERS
+from nodes.sd.samplers import ANCESTRAL_SAMPLERS, SAMPLERS, SDE_SAMPLERS, Denoiser
 from nodes.sd.schedules import SCHEDULERS, discrete_schedule, sampling_sigmas
 from nodes.sd.values import Conditioning, Latent, UNetModel
 
@@ -85,7 +85,7 @@ def sample(
     device = unet_denoiser.device
     latent_image = latent.samples.to(device=device, dtype=torch.float32)  # (B, 4, h, w)
     noise = initial_noise(seed, latent_image.shape, device=device)
-    denoiser: Any = CFGDenoiser(unet_denoiser, positive, negative, cfg)
+    denoiser: Denoiser = CFGDenoiser(unet_denoiser, positive, negative, cfg)
     if latent.noise_mask is not None:
         # ComfyUI's ddim re-noises the kept region with separate noise from seed + 1.
         held_noise = (

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from nodes.sd.noise import NoiseSampler
+from nodes.sd.noise import NoiseSampler, brownian_noise_sampler
 
 StepCallback = Callable[[dict[str, Any]], None]
 
@@ -126,7 +126,7 @@ def sample_euler_ancestral(
         # Euler step down to sigma_down
         x = x + to_d(x, sigma, denoised) * (sigma_down - sigma)
         # Add fresh noise back up to sigma_next
-        if sigma_next > 0:
+        if sigma_next > 0 and sigma_up:
             x = x + noise(sigma, sigma_next) * (s_noise * sigma_up)
     return x
 
@@ -269,7 +269,7 @@ def sample_dpmpp_2m_sde(
         raise ValueError(f"solver_type must be 'midpoint' or 'heun', got {solver_type!r}")
     extra_args = extra_args or {}
     levels = _levels(sigmas)
-    noise = noise_sampler or _default_brownian_noise(x, levels)
+    noise = noise_sampler or _default_brownian_noise(x, levels, eta)
     old_denoised: torch.Tensor | None = None
     h_last = 0.0
     for i, (sigma, sigma_next) in enumerate(pairwise(levels)):
@@ -316,7 +316,7 @@ def sample_dpmpp_sde(
     """DPM-Solver++ (stochastic), k-diffusion's DPM++ SDE: a two-stage solver of Lu et al. (2022)."""
     extra_args = extra_args or {}
     levels = _levels(sigmas)
-    noise = noise_sampler or _default_brownian_noise(x, levels)
+    noise = noise_sampler or _default_brownian_noise(x, levels, eta)
     for i, (sigma, sigma_next) in enumerate(pairwise(levels)):
         denoised = _denoise(model, x, sigma, extra_args)
         _report(callback, i, x, sigma, denoised)
@@ -330,14 +330,16 @@ def sample_dpmpp_sde(
         # Stage 1: ancestral DPM-Solver++(1) step to the intermediate sigma
         sigma_down, sigma_up = get_ancestral_step(sigma, sigma_mid, eta)
         x_mid = (sigma_down / sigma) * x - math.expm1(lam + math.log(sigma_down)) * denoised
-        x_mid = x_mid + noise(sigma, sigma_mid) * (s_noise * sigma_up)
+        if sigma_up:
+            x_mid = x_mid + noise(sigma, sigma_mid) * (s_noise * sigma_up)
         denoised_mid = _denoise(model, x_mid, sigma_mid, extra_args)
         # Stage 2: ancestral step to sigma_next with x0 blended from both evaluations
         sigma_down, sigma_up = get_ancestral_step(sigma, sigma_next, eta)
         weight = 1 / (2 * r)
         denoised_d = (1 - weight) * denoised + weight * denoised_mid
         x = (sigma_down / sigma) * x - math.expm1(lam + math.log(sigma_down)) * denoised_d
-        x = x + noise(sigma, sigma_next) * (s_noise * sigma_up)
+        if sigma_up:
+            x = x + noise(sigma, sigma_next) * (s_noise * sigma_up)
     return x
 
 
@@ -385,7 +387,7 @@ def _unipc_coefficients(
     nodes = np.array([*ratios, 1.0])
     matrix = np.stack([nodes**k for k in range(order)])
     rhs = []
-    h_phi_k = h_phi_1 / hh - 1  # h * phi_2(h) / h, the first of the recursion
+    h_phi_k = h_phi_1 / hh - 1  # hh * phi_2(hh); the loop steps on to phi_3, phi_4, ...
     factorial = 1
     for k in range(1, order + 1):
         rhs.append(h_phi_k * factorial / b_h)
@@ -438,7 +440,7 @@ def sample_uni_pc(
             ratios = [(lam - lam_start) / h for lam in reversed(past_lambdas[-step_order:-1])]
             h_phi_1, b_h, _, rho_c = _unipc_coefficients(h, ratios, variant)
             base = past_denoised[-1]
-            corrected = (sigma / levels[i - 1]) * x_before - h_phi_1 * base
+            first_order = (sigma / levels[i - 1]) * x_before - h_phi_1 * base
             differences = [
                 (old - base) / ratio
                 for old, ratio in zip(reversed(past_denoised[-step_order:-1]), ratios, strict=True)
@@ -447,7 +449,7 @@ def sample_uni_pc(
                 (w * d for w, d in zip(rho_c[:-1], differences, strict=True)),
                 start=rho_c[-1] * (denoised - base),
             )
-            x = corrected - b_h * correction
+            x = first_order - b_h * correction
         past_lambdas = [*past_lambdas, -math.log(sigma)][-order:]
         past_denoised = [*past_denoised, denoised][-order:]
         if sigma_next == 0:
@@ -485,9 +487,10 @@ def sample_uni_pc_bh2(
     return sample_uni_pc(model, x, sigmas, extra_args=extra_args, callback=callback, variant="bh2")
 
 
-def _default_brownian_noise(x: torch.Tensor, levels: Sequence[float]) -> NoiseSampler:
-    from nodes.sd.noise import brownian_noise_sampler
-
+def _default_brownian_noise(x: torch.Tensor, levels: Sequence[float], eta: float) -> NoiseSampler:
+    # Unseeded, like `_default_noise`; with eta = 0 nothing is drawn, so no tree is built.
+    if not eta:
+        return lambda sigma, sigma_next: torch.zeros_like(x)
     positive = [s for s in levels if s > 0]
     seed = int(torch.randint(0, 2**63 - 1, ()))
     return brownian_noise_sampler(seed, x, min(positive), max(positive))

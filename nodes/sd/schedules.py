@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import torch
 
@@ -39,7 +39,7 @@ class DiscreteSchedule:
 
     sigmas: torch.Tensor  # (T,) float64, increasing with the timestep
 
-    @property
+    @cached_property
     def log_sigmas(self) -> torch.Tensor:
         return self.sigmas.log()
 

@@ -29,7 +29,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from diffusers import (  # noqa: E402
+from diffusers import (
     ControlNetModel,
     EulerDiscreteScheduler,
     StableDiffusionControlNetPipeline,
@@ -39,12 +39,12 @@ from diffusers import (  # noqa: E402
     UNet2DConditionModel,
 )
 
-from nodes.sd import values  # noqa: E402
-from nodes.sd.denoiser import CFGDenoiser, UNetDenoiser  # noqa: E402
-from nodes.sd.noise import initial_noise  # noqa: E402
-from nodes.sd.sample import sample  # noqa: E402
-from nodes.sd.schedules import discrete_schedule, sampling_sigmas  # noqa: E402
-from nodes.sd.values import (  # noqa: E402
+from nodes.sd import values
+from nodes.sd.denoiser import CFGDenoiser, UNetDenoiser
+from nodes.sd.noise import initial_noise
+from nodes.sd.sample import sample, step_noise_sampler
+from nodes.sd.schedules import discrete_schedule, sampling_sigmas
+from nodes.sd.values import (
     Conditioning,
     ControlApplication,
     Latent,
@@ -218,7 +218,7 @@ def test_txt2img_euler_normal_matches_stable_diffusion_pipeline(
     _assert_parity(ours.samples, reference)
     # The start scaling matters: diffusers' own linspace start (sigma_max) lands elsewhere.
     plain = pipe(latents=noise, **call).images
-    assert (ours.samples - plain).abs().max().item() > 100 * TOLERANCE
+    assert (ours.samples - plain).abs().max().item() > 10 * TOLERANCE
 
 
 def test_txt2img_euler_karras_matches_karras_sigmas(
@@ -499,9 +499,7 @@ def test_controlnet_is_active_only_inside_its_window(
         assert calls == [2] * inside  # one batched call for cond and uncond per active step
 
         calls.clear()
-        never = ControlApplication(
-            values.ControlNetModel(controlnets[0]), hints[0], 1.0, 0.999, 1.0
-        )
+        never = ControlApplication(values.ControlNetModel(controlnets[0]), hints[0], 1.0, 1.0, 1.0)
         gated = _run(
             sd_unet,
             Conditioning(positive, controls=(never,)),
@@ -733,3 +731,22 @@ def test_unknown_names_are_rejected(
         _run(sd_unet, Conditioning(positive), Conditioning(negative), sampler_name="dpm_fast")
     with pytest.raises(ValueError, match="unknown scheduler"):
         _run(sd_unet, Conditioning(positive), Conditioning(negative), scheduler="beta")
+
+
+def test_per_step_noise_is_seeded_apart_from_the_initial_noise() -> None:
+    like = torch.zeros(LATENT)
+    sigmas = sampling_sigmas(
+        values.NoiseSchedule(), steps=4, denoise=1.0, scheduler="karras", sampler="euler"
+    )
+    ancestral = step_noise_sampler("euler_ancestral", 5, like, sigmas)
+    brownian = step_noise_sampler("dpmpp_sde", 5, like, sigmas)
+    assert step_noise_sampler("euler", 5, like, sigmas) is None
+    assert ancestral is not None and brownian is not None
+    first = ancestral(float(sigmas[0]), float(sigmas[1]))
+    # ComfyUI on a CPU would reuse the initial noise here; we draw from seed + 1.
+    assert not torch.allclose(first, initial_noise(5, LATENT))
+    assert torch.equal(first, initial_noise(6, LATENT))
+    assert torch.equal(
+        brownian(float(sigmas[1]), float(sigmas[2])),
+        step_noise_sampler("dpmpp_sde", 5, like, sigmas)(float(sigmas[1]), float(sigmas[2])),
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -18,7 +19,7 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from diffusers import (  # noqa: E402
+from diffusers import (
     DPMSolverMultistepScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
@@ -27,8 +28,8 @@ from diffusers import (  # noqa: E402
     UniPCMultistepScheduler,
 )
 
-from nodes.sd.noise import ancestral_noise_sampler, brownian_noise_sampler  # noqa: E402
-from nodes.sd.samplers import (  # noqa: E402
+from nodes.sd.noise import ancestral_noise_sampler, brownian_noise_sampler
+from nodes.sd.samplers import (
     ANCESTRAL_SAMPLERS,
     SAMPLERS,
     SDE_SAMPLERS,
@@ -41,8 +42,8 @@ from nodes.sd.samplers import (  # noqa: E402
     sample_uni_pc,
     to_d,
 )
-from nodes.sd.schedules import SCHEDULERS, sampling_sigmas  # noqa: E402
-from nodes.sd.values import NoiseSchedule  # noqa: E402
+from nodes.sd.schedules import SCHEDULERS, sampling_sigmas
+from nodes.sd.values import NoiseSchedule
 
 MU, S = 0.3, 0.5
 SD = NoiseSchedule()
@@ -394,7 +395,7 @@ def test_deterministic_solvers_converge_to_the_exact_ode_solution_at_their_order
 def _ancestral_std(sigmas: list[float]) -> float:
     """The std that Euler-ancestral steps with the exact denoiser give, by a variance recursion."""
     variance = 1 + sigmas[0] ** 2  # var(x - MU) at the start
-    for sigma, sigma_next in zip(sigmas, sigmas[1:], strict=False):
+    for sigma, sigma_next in pairwise(sigmas):
         keep = S**2 / (S**2 + sigma**2)
         down, up = get_ancestral_step(sigma, sigma_next)
         gain = keep + (down / sigma) * (1 - keep)

@@ -15,9 +15,9 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from diffusers import DDIMScheduler, EulerDiscreteScheduler  # noqa: E402
+from diffusers import DDIMScheduler, EulerDiscreteScheduler
 
-from nodes.sd.schedules import (  # noqa: E402
+from nodes.sd.schedules import (
     DISCARD_PENULTIMATE_SIGMA_SAMPLERS,
     SCHEDULERS,
     discrete_schedule,
@@ -25,7 +25,7 @@ from nodes.sd.schedules import (  # noqa: E402
     scheduler_sigmas,
     training_sigmas,
 )
-from nodes.sd.values import NoiseSchedule  # noqa: E402
+from nodes.sd.values import NoiseSchedule
 
 SD = NoiseSchedule()
 DIFFUSERS_SD = {
