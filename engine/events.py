@@ -44,7 +44,8 @@ class Progress(_Event):
     node_id: str
     value: int
     max: int
-    # A PIL image; the server encodes it off the event loop, and it never goes into JSON.
+    # A PIL image, or a zero-argument callable making one, so that a consumer that shows no
+    # previews (the CLI) never pays for them. Never part of the JSON form.
     preview: Any = Field(default=None, exclude=True)
 
 

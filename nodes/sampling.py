@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Literal
 
 from engine.context import RunContext
@@ -73,7 +74,10 @@ class Sample(Node):
             module_device(control.controlnet.controlnet)
 
         def on_step(index: int, total: int, denoised: Any) -> None:
-            ctx.progress(index + 1, total, preview=latent_preview(denoised))
+            # A thunk: the preview is only drawn if a consumer (the server) asks for it.
+            ctx.progress(
+                index + 1, total, preview=partial(latent_preview, denoised.detach().clone())
+            )
 
         latent = sample(
             self.model,

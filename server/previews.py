@@ -14,12 +14,14 @@ PREVIEW_MIME = "image/jpeg"
 
 
 def encode_preview(image: Any) -> bytes | None:
-    """JPEG bytes of a PIL image, shrunk to fit 512 px; None (and a log line) for anything else.
+    """JPEG bytes of a PIL image (or of a callable making one), shrunk to fit 512 px; else None.
 
     Called on the worker thread, never on the event loop.
     """
     from PIL import Image
 
+    if callable(image):  # nodes hand over a thunk, so that nobody pays for unwatched previews
+        image = image()
     if not isinstance(image, Image.Image):
         log.warning("ignoring a preview of type %s; previews must be PIL images", type(image))
         return None

@@ -62,7 +62,8 @@ def test_txt2img_writes_a_png_carrying_its_graph(executor: Executor, folders: Pa
     assert parameters["positive_prompt"].startswith("a photo of a (red:1.2) fox")
     progress = [e for e in events if e.type == "progress"]
     assert [e.value for e in progress] == [1, 2, 3, 4] and progress[0].max == 4
-    assert progress[0].preview is not None  # a small PIL image rides in each step's event
+    preview = progress[0].preview()  # each step's event carries a thunk drawing a small preview
+    assert isinstance(preview, PILImage.Image) and preview.size[0] >= 8
 
 
 def test_identical_rerun_executes_nothing_and_a_new_seed_only_samples_again(
