@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from engine.context import RunContext
 from engine.node import Input, Node, Outputs, node
@@ -11,19 +11,6 @@ from nodes.sd.values import Conditioning, Latent, UNetModel
 
 # The names are spelled out here so that the catalog loads without torch; a test checks that
 # they match the sampling library.
-SAMPLER_NAMES = (
-    "euler",
-    "euler_ancestral",
-    "heun",
-    "dpm_2",
-    "lms",
-    "dpmpp_2m",
-    "dpmpp_2m_sde",
-    "dpmpp_sde",
-    "ddim",
-    "uni_pc",
-)
-SCHEDULER_NAMES = ("normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform")
 SamplerName = Literal[
     "euler",
     "euler_ancestral",
@@ -37,6 +24,8 @@ SamplerName = Literal[
     "uni_pc",
 ]
 SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
+SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+SCHEDULER_NAMES: tuple[str, ...] = get_args(SchedulerName)
 
 
 class LatentOut(Outputs):
