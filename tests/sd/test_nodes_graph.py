@@ -134,7 +134,13 @@ def test_img2img_inpainting_controlnet_lora_vae_and_transforms(executor: Executo
                 "image": "image.image",
             },
         },
-        "encode": {"type": "VAEEncode", "links": {"vae": "vae.vae", "image": "image.image"}},
+        "encode": {
+            "type": "VAEEncodeTiled",
+            "inputs": {"tile_size": 64, "overlap": 16},
+            "links": {"vae": "vae.vae", "image": "image.image"},
+        },
+        "seed": {"type": "Int", "inputs": {"value": 5}},
+        "cfg": {"type": "Float", "inputs": {"value": 5.0}},
         "masked": {
             "type": "SetLatentNoiseMask",
             "links": {"latent": "encode.latent", "mask": "image.mask"},
@@ -142,9 +148,7 @@ def test_img2img_inpainting_controlnet_lora_vae_and_transforms(executor: Executo
         "sampler": {
             "type": "Sample",
             "inputs": {
-                "seed": 5,
                 "steps": 3,
-                "cfg": 5.0,
                 "sampler": "dpmpp_2m",
                 "scheduler": "karras",
                 "denoise": 0.6,
@@ -154,6 +158,8 @@ def test_img2img_inpainting_controlnet_lora_vae_and_transforms(executor: Executo
                 "positive": "control.positive",
                 "negative": "control.negative",
                 "latent": "masked.latent",
+                "seed": "seed.value",
+                "cfg": "cfg.value",
             },
         },
         "upscale": {
@@ -349,3 +355,14 @@ def test_image_values_are_channels_last_in_unit_range(executor: Executor) -> Non
     image: Image = executor.run(graph).values["decode"]["image"]
     assert image.pixels.shape == (1, 64, 64, 3)
     assert 0.0 <= float(image.pixels.min()) and float(image.pixels.max()) <= 1.0
+
+
+def test_primitive_nodes_feed_and_show_values(executor: Executor) -> None:
+    nodes = {
+        "flag": {"type": "Boolean", "inputs": {"value": True}},
+        "words": {"type": "Text", "inputs": {"text": "hello"}},
+        "show": {"type": "ShowText", "links": {"text": "words.text"}},
+    }
+    result = executor.run({"nodes": nodes, "outputs": ["flag", "show"]})
+    assert result.values["flag"] == {"value": True}
+    assert result.ui["show"] == {"text": ["hello"]}
