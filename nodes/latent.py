@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from engine.context import RunContext
+from engine.errors import NodeInputError
 from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import Latent, Mask
 
@@ -59,8 +60,6 @@ class UpscaleLatent(Node):
 
     def run(self, ctx: RunContext) -> LatentOut:
         import torch.nn.functional as F
-
-        from engine.errors import NodeInputError
 
         samples = self.latent.samples  # (B, 4, h, w)
         h, w = samples.shape[-2:]

@@ -6,6 +6,8 @@ and fingerprinted by file size and modification time, so that replacing a file r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -29,35 +31,39 @@ def _choices(kind: str) -> object:
 
 
 class _ModelFileNode(Node):
-    """Shared by loaders: resolve the chosen file safely, and fingerprint it cheaply."""
+    """Shared by loaders: the input `file_input` names a file in the models subfolder `kind`."""
 
     kind = ""
+    file_input = ""
 
-    def chosen(self) -> str:
-        raise NotImplementedError
-
-    def _path(self, paths: Paths, input_name: str) -> Path:
+    def _file(self, paths: Paths) -> Path:
+        """The chosen file, resolved inside its models subfolder."""
         from nodes.sd.model_files import resolve_model
 
         try:
-            return resolve_model(self.kind, self.chosen(), paths.models)  # type: ignore[arg-type]
+            name = getattr(self, self.file_input)
+            return resolve_model(self.kind, name, paths.models)  # type: ignore[arg-type]
         except (ValueError, FileNotFoundError) as exc:
-            raise NodeInputError(input_name, str(exc)) from None
+            raise NodeInputError(self.file_input, str(exc)) from None
 
     def fingerprint(self, paths: Paths) -> str:
-        from nodes.sd.model_files import resolve_model
-
-        path = resolve_model(self.kind, self.chosen(), paths.models)  # type: ignore[arg-type]
+        path = self._file(paths)
         stat = path.stat()
         return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+    @contextmanager
+    def _blamed_on_file(self) -> Iterator[None]:
+        """A file that cannot be loaded is an error of the input that chose it."""
+        from nodes.sd.checkpoint import CheckpointError
+
+        try:
+            yield
+        except CheckpointError as exc:
+            raise NodeInputError(self.file_input, exc.message or str(exc)) from None
 
 
 def _dtype(precision: str) -> str | None:
     return None if precision == "auto" else precision
-
-
-def _load_error(input_name: str, exc: Exception) -> NodeInputError:
-    return NodeInputError(input_name, getattr(exc, "message", None) or str(exc))
 
 
 class CheckpointOut(Outputs):
@@ -70,25 +76,21 @@ class CheckpointOut(Outputs):
 class LoadCheckpoint(_ModelFileNode):
     """Load a Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL; single file or diffusers folder)."""
 
-    kind = "checkpoints"
+    kind, file_input = "checkpoints", "checkpoint"
     checkpoint: str = Input(choices=_choices("checkpoints"), tooltip="a file in models/checkpoints")
     prediction: Literal["auto", "epsilon", "v_prediction"] = Input(
         "auto", tooltip="auto detects SD2 768-v models; set it when detection guesses wrong"
     )
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
 
-    def chosen(self) -> str:
-        return self.checkpoint
-
     def run(self, ctx: RunContext) -> CheckpointOut:
-        from nodes.sd.checkpoint import CheckpointError, load_checkpoint
+        from nodes.sd.checkpoint import load_checkpoint
 
-        path = self._path(ctx.paths, "checkpoint")
         prediction = None if self.prediction == "auto" else self.prediction
-        try:
-            loaded = load_checkpoint(path, prediction_type=prediction, dtype=_dtype(self.precision))
-        except CheckpointError as exc:
-            raise _load_error("checkpoint", exc) from None
+        with self._blamed_on_file():
+            loaded = load_checkpoint(
+                self._file(ctx.paths), prediction_type=prediction, dtype=_dtype(self.precision)
+            )
         return CheckpointOut(model=loaded.unet, clip=loaded.clip, vae=loaded.vae)
 
 
@@ -100,21 +102,15 @@ class VaeOut(Outputs):
 class LoadVAE(_ModelFileNode):
     """Load a standalone VAE file (original or diffusers keys) from models/vae."""
 
-    kind = "vae"
+    kind, file_input = "vae", "vae"
     vae: str = Input(choices=_choices("vae"), tooltip="a file in models/vae")
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
 
-    def chosen(self) -> str:
-        return self.vae
-
     def run(self, ctx: RunContext) -> VaeOut:
-        from nodes.sd.checkpoint import CheckpointError, load_vae
+        from nodes.sd.checkpoint import load_vae
 
-        try:
-            loaded = load_vae(self._path(ctx.paths, "vae"), dtype=_dtype(self.precision))
-        except CheckpointError as exc:
-            raise _load_error("vae", exc) from None
-        return VaeOut(vae=loaded)
+        with self._blamed_on_file():
+            return VaeOut(vae=load_vae(self._file(ctx.paths), dtype=_dtype(self.precision)))
 
 
 class ControlNetOut(Outputs):
@@ -125,22 +121,15 @@ class ControlNetOut(Outputs):
 class LoadControlNet(_ModelFileNode):
     """Load a ControlNet (original `control_model.*` or diffusers layout) from models/controlnet."""
 
-    kind = "controlnet"
+    kind, file_input = "controlnet", "control_net"
     control_net: str = Input(choices=_choices("controlnet"), tooltip="a file in models/controlnet")
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
 
-    def chosen(self) -> str:
-        return self.control_net
-
     def run(self, ctx: RunContext) -> ControlNetOut:
-        from nodes.sd.checkpoint import CheckpointError, load_controlnet
+        from nodes.sd.checkpoint import load_controlnet
 
-        try:
-            loaded = load_controlnet(
-                self._path(ctx.paths, "control_net"), dtype=_dtype(self.precision)
-            )
-        except CheckpointError as exc:
-            raise _load_error("control_net", exc) from None
+        with self._blamed_on_file():
+            loaded = load_controlnet(self._file(ctx.paths), dtype=_dtype(self.precision))
         return ControlNetOut(control_net=loaded)
 
 
@@ -153,30 +142,24 @@ class ModelClipOut(Outputs):
 class LoadLora(_ModelFileNode):
     """Merge a LoRA (kohya or diffusers keys) into copies of the UNet and text encoder."""
 
-    kind = "loras"
+    kind, file_input = "loras", "lora"
     model: UNetModel = Input()
     clip: ClipModel = Input()
     lora: str = Input(choices=_choices("loras"), tooltip="a file in models/loras")
     strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01)
     strength_clip: float = Input(1.0, ge=-100.0, le=100.0, step=0.01)
 
-    def chosen(self) -> str:
-        return self.lora
-
     def run(self, ctx: RunContext) -> ModelClipOut:
-        from nodes.sd.checkpoint import CheckpointError
         from nodes.sd.lora import apply_lora
 
-        try:
+        with self._blamed_on_file():
             unet, clip = apply_lora(
                 self.model,
                 self.clip,
-                self._path(ctx.paths, "lora"),
+                self._file(ctx.paths),
                 self.strength_model,
                 self.strength_clip,
                 name=self.lora,
             )
-        except CheckpointError as exc:
-            raise _load_error("lora", exc) from None
         assert unet is not None and clip is not None
         return ModelClipOut(model=unet, clip=clip)

@@ -712,23 +712,9 @@ def load_diffusers_folder(
     device_, dtype_ = resolve_placement(device, dtype)
 
     def pretrained(cls: Any, part: str, dtype_key: str) -> Any:
-        try:
-            model, info = cls.from_pretrained(
-                str(folder / part),
-                local_files_only=True,
-                output_loading_info=True,
-                **{dtype_key: dtype_},
-            )
-        except CheckpointError:
-            raise
-        except Exception as error:
-            raise CheckpointError(
-                f"{folder.name}/{part} could not be loaded: {error}",
-                code="corrupt",
-                path=folder / part,
-            ) from None
-        _check_loading_info(info, part, folder)
-        return _place(model, device_, dtype_)
+        return _place(
+            _from_pretrained(cls, folder / part, part, dtype_, dtype_key), device_, dtype_
+        )
 
     unet = pretrained(UNet2DConditionModel, "unet", "torch_dtype")
     vae = pretrained(AutoencoderKL, "vae", "torch_dtype")
@@ -753,7 +739,26 @@ def load_diffusers_folder(
     )
 
 
-def _check_loading_info(info: Mapping[str, Any], part: str, folder: Path) -> None:
+def _from_pretrained(
+    cls: Any, folder: Path, component: str, dtype: torch.dtype, dtype_key: str = "torch_dtype"
+) -> Any:
+    """`cls.from_pretrained` on a local folder; load failures and ill-fitting weights are errors."""
+    try:
+        model, info = cls.from_pretrained(
+            str(folder), local_files_only=True, output_loading_info=True, **{dtype_key: dtype}
+        )
+    except Exception as error:
+        raise CheckpointError(
+            f"{folder.parent.name}/{folder.name} could not be loaded as a diffusers {component}: "
+            f"{error}",
+            code="corrupt",
+            path=folder,
+        ) from None
+    _check_loading_info(info, component, folder)
+    return model
+
+
+def _check_loading_info(info: Mapping[str, Any], component: str, folder: Path) -> None:
     """from_pretrained only warns about missing or unexpected weights; we refuse them."""
     problems = {
         name: sorted(str(k) for k in info.get(name) or [] if not str(k).endswith(HARMLESS_SUFFIXES))
@@ -764,10 +769,10 @@ def _check_loading_info(info: Mapping[str, Any], part: str, folder: Path) -> Non
             f"{len(v)} {k.replace('_', ' ')} ({_listing(v)})" for k, v in problems.items() if v
         )
         raise CheckpointError(
-            f"{folder.name}/{part}: the weights do not fit its config: {summary}",
+            f"{folder.parent.name}/{folder.name}: the weights do not fit its config: {summary}",
             code="weights_mismatch",
-            path=folder / part,
-            component=part,
+            path=folder,
+            component=component,
             missing=problems["missing_keys"],
             unexpected=problems["unexpected_keys"],
             mis_shaped=problems["mismatched_keys"],
@@ -797,17 +802,7 @@ def load_vae(
     if file.is_dir():
         from diffusers import AutoencoderKL
 
-        try:
-            vae, info = AutoencoderKL.from_pretrained(
-                str(file), local_files_only=True, output_loading_info=True, torch_dtype=placement[1]
-            )
-        except Exception as error:
-            raise CheckpointError(
-                f"{file.name} could not be loaded as a diffusers VAE: {error}",
-                code="corrupt",
-                path=file,
-            ) from None
-        _check_loading_info(info, "vae", file)
+        vae = _from_pretrained(AutoencoderKL, file, "vae", placement[1])
         return VaeModel(
             vae=_place(vae, *placement), scaling_factor=float(vae.config.scaling_factor)
         )
@@ -870,17 +865,7 @@ def load_controlnet(
     if file.is_dir():
         from diffusers import ControlNetModel as DiffusersControlNet
 
-        try:
-            model, info = DiffusersControlNet.from_pretrained(
-                str(file), local_files_only=True, output_loading_info=True, torch_dtype=placement[1]
-            )
-        except Exception as error:
-            raise CheckpointError(
-                f"{file.name} could not be loaded as a diffusers ControlNet: {error}",
-                code="corrupt",
-                path=file,
-            ) from None
-        _check_loading_info(info, "controlnet", file)
+        model = _from_pretrained(DiffusersControlNet, file, "controlnet", placement[1])
         return ControlNetModel(controlnet=_place(model, *placement), name=file.name)
 
     state_dict, metadata = read_state_dict(file)
