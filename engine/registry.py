@@ -97,6 +97,7 @@ class Registry:
                     "description": t.description,
                     "primitive": t.primitive,
                     "color": t.color,
+                    "widens_to": list(t.widens_to),
                 }
         return {"version": CATALOG_VERSION, "types": types, "nodes": nodes}
 

@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
-from server import api_files, api_jobs, api_system, ws
+from server import api_editor, api_files, api_jobs, api_system, ws
 from server.schemas import (
     CancelResult,
     EventPage,
@@ -147,7 +147,7 @@ ROUTES: tuple[Route, ...] = (
         api_system.node_catalog,
         "The node catalog: port types and every node's inputs, outputs and current choices.",
         "catalog",
-        {200: Body("application/json", "The node catalog.")},
+        {200: api_editor.NodeCatalog},
     ),
     Route(
         "GET",
@@ -225,5 +225,41 @@ ROUTES: tuple[Route, ...] = (
         {101: Body("application/json", "Switching protocols.", {})},
         query=WebsocketQuery,
         errors=(400,),
+    ),
+    # The browser editor (server/api_editor.py).
+    Route(
+        "GET",
+        f"{API}/graphs",
+        api_editor.list_graphs,
+        "The example graphs shipped with Latentgraph.",
+        "graphs",
+        {200: api_editor.ExampleGraphList},
+    ),
+    Route(
+        "GET",
+        f"{API}/graphs/{{name}}",
+        api_editor.get_graph,
+        "One example graph document.",
+        "graphs",
+        {200: Body("application/json", "A graph document.", {"$ref": "#/components/schemas/GraphFile"})},
+        errors=(400, 404),
+    ),
+    Route(
+        "GET",
+        "/",
+        api_editor.editor_page,
+        "The browser graph editor.",
+        "editor",
+        {200: Body("text/html", "The editor's page.", {"type": "string"})},
+        errors=(404,),
+    ),
+    Route(
+        "GET",
+        "/assets/{name}",
+        api_editor.editor_asset,
+        "A file of the editor's bundle.",
+        "editor",
+        {200: Body("*/*", "A script, stylesheet or image of the editor.", _BINARY)},
+        errors=(404,),
     ),
 )

@@ -1,0 +1,226 @@
+// The page: toolbar, palette, canvas and side panel, plus keyboard, clipboard and file drops.
+import {
+  Background,
+  Controls,
+  MiniMap,
+  ReactFlow,
+  ReactFlowProvider,
+  useReactFlow,
+  ViewportPortal,
+  type FinalConnectionState,
+  type IsValidConnection,
+} from "@xyflow/react";
+import { useCallback, useEffect, useRef, useState, type DragEvent } from "react";
+import type { GraphDoc } from "./api/types";
+import { GraphNode } from "./components/GraphNode";
+import { DRAG_TYPE, Palette } from "./components/Palette";
+import { SearchPopup, type SearchRequest } from "./components/SearchPopup";
+import { SidePanel } from "./components/SidePanel";
+import { Toolbar } from "./components/Toolbar";
+import { accepts, connectionProblem, typesAccepting } from "./graph/rules";
+import { downloadDoc, interruptShown, openFile, runGraph } from "./state/controller";
+import { useEditor } from "./state/store";
+
+const nodeTypes = { graph: GraphNode };
+
+function editable(target: EventTarget | null): boolean {
+  const el = target as HTMLElement | null;
+  return !!el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
+}
+
+function Canvas() {
+  const s = useEditor();
+  const flow = useReactFlow();
+  const [search, setSearch] = useState<SearchRequest | null>(null);
+  const wrapper = useRef<HTMLDivElement>(null);
+
+  const isValidConnection: IsValidConnection = useCallback(
+    (c) => !!s.catalog && connectionProblem(s.catalog, s.nodes, s.edges, { ...c, sourceHandle: c.sourceHandle ?? null, targetHandle: c.targetHandle ?? null }) === null,
+    [s.catalog, s.nodes, s.edges],
+  );
+
+  const add = (type: string, at?: { x: number; y: number }) => {
+    const box = wrapper.current?.getBoundingClientRect();
+    const center = box ? flow.screenToFlowPosition({ x: box.left + box.width / 2, y: box.top + box.height / 3 }) : { x: 0, y: 0 };
+    const jitter = (s.nodes.length % 5) * 30;
+    return s.addNode(type, at ?? { x: center.x + jitter, y: center.y + jitter });
+  };
+
+  const pick = (type: string) => {
+    if (!search) return;
+    const id = add(type, search.flow);
+    const from = search.from;
+    if (from && s.catalog) {
+      const spec = s.catalog.nodes[type];
+      if (from.output) {
+        const input = spec.inputs.find((i) => accepts(s.catalog!, i.type, from.type));
+        if (input) s.connect({ source: from.node, sourceHandle: from.handle, target: id, targetHandle: input.name });
+      } else {
+        const output = spec.outputs.find((o) => accepts(s.catalog!, from.type, o.type));
+        if (output) s.connect({ source: id, sourceHandle: output.name, target: from.node, targetHandle: from.handle });
+      }
+    }
+    setSearch(null);
+  };
+
+  const onConnectEnd = (event: MouseEvent | TouchEvent, state: FinalConnectionState) => {
+    const point = "changedTouches" in event ? event.changedTouches[0] : event;
+    if (state.isValid || !state.fromNode || !state.fromHandle || !s.catalog) return;
+    if (state.toHandle) {
+      // Dropped on a socket that refused it: say why.
+      const from = state.fromHandle;
+      const to = state.toHandle;
+      const c = from.type === "source"
+        ? { source: from.nodeId, sourceHandle: from.id ?? null, target: to.nodeId, targetHandle: to.id ?? null }
+        : { source: to.nodeId, sourceHandle: to.id ?? null, target: from.nodeId, targetHandle: from.id ?? null };
+      const problem = connectionProblem(s.catalog, s.nodes, s.edges, c);
+      if (problem) s.setNotice(`Link refused: ${problem}`);
+      return;
+    }
+    const node = s.nodes.find((n) => n.id === state.fromNode!.id);
+    const spec = node && s.catalog.nodes[node.data.type];
+    const output = state.fromHandle.type === "source";
+    const port = output ? spec?.outputs.find((o) => o.name === state.fromHandle!.id) : spec?.inputs.find((i) => i.name === state.fromHandle!.id);
+    if (!port || !node) return;
+    const box = wrapper.current!.getBoundingClientRect();
+    setSearch({
+      screen: { x: point.clientX - box.left, y: point.clientY - box.top },
+      flow: flow.screenToFlowPosition({ x: point.clientX, y: point.clientY }),
+      only: typesAccepting(s.catalog, port.type, output),
+      from: { node: node.id, handle: port.name, type: port.type, output },
+    });
+  };
+
+  const onDrop = (e: DragEvent) => {
+    e.preventDefault();
+    const type = e.dataTransfer.getData(DRAG_TYPE);
+    if (type) add(type, flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }));
+    else if (e.dataTransfer.files[0]) void openFile(e.dataTransfer.files[0]);
+  };
+
+  useEffect(() => {
+    const key = (e: KeyboardEvent) => {
+      const mod = e.ctrlKey || e.metaKey;
+      if (mod && e.key === "Enter") {
+        e.preventDefault();
+        void runGraph();
+      } else if (e.key === "Escape") {
+        setSearch(null);
+        useEditor.setState((st) => ({ notice: null, nodes: st.nodes.map((n) => (n.selected ? { ...n, selected: false } : n)) }));
+      } else if (editable(e.target)) return;
+      else if (mod && e.key.toLowerCase() === "z") {
+        e.preventDefault();
+        if (e.shiftKey) useEditor.getState().redo();
+        else useEditor.getState().undo();
+      } else if (mod && e.key.toLowerCase() === "y") {
+        e.preventDefault();
+        useEditor.getState().redo();
+      } else if (mod && e.key.toLowerCase() === "d") {
+        e.preventDefault();
+        const doc = useEditor.getState().selectedDoc();
+        if (doc) useEditor.getState().paste(doc, { x: 40, y: 40 });
+      } else if (mod && e.key.toLowerCase() === "s") {
+        e.preventDefault();
+        downloadDoc();
+      } else if (mod && e.key.toLowerCase() === "g") {
+        e.preventDefault();
+        useEditor.getState().addGroup("Group");
+      }
+    };
+    // Copy and paste go through the clipboard as graph JSON, so they work between tabs.
+    const copy = (e: ClipboardEvent) => {
+      if (editable(e.target)) return;
+      const doc = useEditor.getState().selectedDoc();
+      if (!doc || !e.clipboardData) return;
+      e.clipboardData.setData("text/plain", JSON.stringify(doc));
+      e.preventDefault();
+    };
+    const paste = (e: ClipboardEvent) => {
+      if (editable(e.target)) return;
+      const text = e.clipboardData?.getData("text/plain");
+      if (!text) return;
+      try {
+        const doc = JSON.parse(text) as GraphDoc;
+        if (doc && typeof doc.nodes === "object") {
+          e.preventDefault();
+          useEditor.getState().paste(doc, { x: 40, y: 40 });
+        }
+      } catch {
+        /* not a graph: nothing to paste */
+      }
+    };
+    addEventListener("keydown", key);
+    document.addEventListener("copy", copy);
+    document.addEventListener("paste", paste);
+    return () => {
+      removeEventListener("keydown", key);
+      document.removeEventListener("copy", copy);
+      document.removeEventListener("paste", paste);
+    };
+  }, []);
+
+  return (
+    <div className="main">
+      <Palette onPick={(type) => add(type)} />
+      <div className="canvas" ref={wrapper} onDragOver={(e) => e.preventDefault()} onDrop={onDrop}>
+        <ReactFlow
+          nodes={s.nodes}
+          edges={s.edges}
+          nodeTypes={nodeTypes}
+          onNodesChange={s.onNodesChange}
+          onEdgesChange={s.onEdgesChange}
+          onConnect={(c) => s.connect(c)}
+          onConnectEnd={onConnectEnd}
+          onNodeDragStart={() => s.checkpoint()}
+          isValidConnection={isValidConnection}
+          onDoubleClick={(e) => {
+            if (!(e.target as HTMLElement).classList.contains("react-flow__pane")) return;
+            const box = wrapper.current!.getBoundingClientRect();
+            setSearch({ screen: { x: e.clientX - box.left, y: e.clientY - box.top }, flow: flow.screenToFlowPosition({ x: e.clientX, y: e.clientY }) });
+          }}
+          zoomOnDoubleClick={false}
+          deleteKeyCode={["Delete", "Backspace"]}
+          minZoom={0.1}
+          fitView
+          onlyRenderVisibleElements
+        >
+          <Background />
+          <Controls />
+          <MiniMap pannable zoomable />
+          <ViewportPortal>
+            {s.groups.map((g) => (
+              <div key={g.id} className="group-box" data-group={g.title}
+                style={{ transform: `translate(${g.bounding[0]}px, ${g.bounding[1]}px)`, width: g.bounding[2], height: g.bounding[3] }}>
+                <input className="group-title nodrag" value={g.title} onChange={(e) => s.updateGroup(g.id, { title: e.target.value })} />
+                <button className="group-remove" title="remove group" onClick={() => s.removeGroup(g.id)}>×</button>
+              </div>
+            ))}
+          </ViewportPortal>
+        </ReactFlow>
+        {search && <SearchPopup request={search} onPick={pick} onClose={() => setSearch(null)} />}
+      </div>
+      <SidePanel />
+    </div>
+  );
+}
+
+export function App() {
+  const notice = useEditor((s) => s.notice);
+  const setNotice = useEditor((s) => s.setNotice);
+  const validation = useEditor((s) => s.validation);
+  return (
+    <ReactFlowProvider>
+      <Toolbar onRun={runGraph} onInterrupt={interruptShown} />
+      <Canvas />
+      {(notice || validation.length > 0) && (
+        <div className="notice" role="status" data-notice>
+          <span>{notice}</span>
+          {validation.length > 0 && (
+            <ul>{validation.map((e, i) => <li key={i}>{e.node_id ? `${e.node_id}${e.input ? `.${e.input}` : ""}: ` : ""}{e.message}</li>)}</ul>
+          )}
+          <button onClick={() => setNotice(null)} aria-label="dismiss">×</button>
+        </div>
+      )}
+    </ReactFlowProvider>
+  );
+}
