@@ -1,0 +1,102 @@
+"""Page actions for the editor's browser tests: only what a person does (palette, drags, typing)."""
+
+from __future__ import annotations
+
+import json
+import urllib.request
+from typing import Any
+
+TERMINAL = ("finished", "failed", "interrupted", "cancelled")
+
+
+def node(page: Any, node_id: str) -> Any:
+    return page.locator(f'.react-flow__node[data-id="{node_id}"]')
+
+
+def status(page: Any, node_id: str) -> str:
+    """The run status the node shows: done, cached, running, failed, stopped, or ""."""
+    return str(node(page, node_id).locator(".lg-node").get_attribute("data-run-status"))
+
+
+def new_graph(page: Any) -> None:
+    page.click("[data-new]")
+    page.wait_for_function("window.latentgraph.store.getState().nodes.length === 0")
+
+
+def add_node(page: Any, node_type: str, x: float, y: float) -> str:
+    """Drag a node type from the palette onto the canvas at (x, y) of the canvas; returns its id."""
+    before = set(node_ids(page))
+    page.locator(f'[data-palette="{node_type}"]').drag_to(
+        page.locator(".react-flow__pane"), target_position={"x": x, "y": y}
+    )
+    page.wait_for_function(f"window.latentgraph.store.getState().nodes.length === {len(before) + 1}")
+    (added,) = set(node_ids(page)) - before
+    return added
+
+
+def node_ids(page: Any) -> list[str]:
+    return page.evaluate("window.latentgraph.store.getState().nodes.map(n => n.id)")
+
+
+def handle(page: Any, node_id: str, name: str, kind: str) -> Any:
+    return page.locator(
+        f'.react-flow__handle.{kind}[data-nodeid="{node_id}"][data-handleid="{name}"]'
+    )
+
+
+def drag_link(page: Any, source: str, output: str, target: str, input_name: str) -> None:
+    """Drag from an output socket to an input socket with the mouse."""
+    start = handle(page, source, output, "source").bounding_box()
+    end = handle(page, target, input_name, "target").bounding_box()
+    page.mouse.move(start["x"] + start["width"] / 2, start["y"] + start["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(end["x"] + 20, end["y"] + 20, steps=5)
+    page.mouse.move(end["x"] + end["width"] / 2, end["y"] + end["height"] / 2, steps=5)
+    page.mouse.up()
+
+
+def links(page: Any) -> set[tuple[str, str, str, str]]:
+    edges = page.evaluate("window.latentgraph.store.getState().edges")
+    return {(e["source"], e["sourceHandle"], e["target"], e["targetHandle"]) for e in edges}
+
+
+def set_input(page: Any, node_id: str, name: str, value: str) -> None:
+    """Type a value into a node's widget (select for choices) and commit it."""
+    field = node(page, node_id).locator(f'[data-input="{name}"]')
+    tag = field.evaluate("e => e.tagName")
+    if tag == "SELECT":
+        field.select_option(value)
+    else:
+        field.fill(value)
+        field.press("Tab")
+
+
+def doc(page: Any) -> dict[str, Any]:
+    """The graph document the editor would save."""
+    return page.evaluate("window.latentgraph.store.getState().doc()")
+
+
+def run_and_wait(page: Any, timeout: float = 120_000) -> dict[str, Any]:
+    """Press Ctrl+Enter and wait for the job the page shows to end; returns its run state."""
+    before = page.evaluate("window.latentgraph.store.getState().shownJob")
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Enter")
+    page.wait_for_function(
+        "prev => { const s = window.latentgraph.store.getState(); return s.shownJob && s.shownJob !== prev; }",
+        arg=before,
+    )
+    return wait_for_end(page, timeout)
+
+
+def wait_for_end(page: Any, timeout: float = 120_000) -> dict[str, Any]:
+    page.wait_for_function(
+        "t => { const s = window.latentgraph.store.getState(); const r = s.runs[s.shownJob]; return r && t.includes(r.status); }",
+        arg=list(TERMINAL),
+        timeout=timeout,
+    )
+    return page.evaluate("(s => s.runs[s.shownJob])(window.latentgraph.store.getState())")
+
+
+def job_events(url: str, job_id: str) -> list[dict[str, Any]]:
+    with urllib.request.urlopen(f"{url}/api/v1/jobs/{job_id}/events") as response:
+        return json.loads(response.read())["events"]
