@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test lint setup clean
+.PHONY: demo test lint setup clean editor editor-check
 
 setup: $(STAMP)
 
@@ -28,8 +28,32 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
-	$(BIN)/python -m pytest -q
+test: lint editor-check
+	$(BIN)/python -m pytest -q -rs
+
+# The browser editor: editor/ is built with npm into server/static/editor/ (committed, so a clone
+# needs only Python). editor-check runs its unit tests and fails if a fresh build differs from
+# the committed bundle; without npm it says so and checks nothing.
+NPM ?= npm
+EDITOR_CHECK_DIR := $(or $(TMPDIR),/tmp)/latentgraph-editor-check
+
+editor:
+	cd editor && nice -n 10 $(NPM) ci --no-audit --no-fund && nice -n 10 $(NPM) run build
+
+editor-check:
+	@if ! command -v $(NPM) >/dev/null 2>&1; then \
+		echo "npm not found: SKIPPED the editor's unit tests and the bundle-equals-fresh-build check"; \
+	else \
+		set -e; cd editor; \
+		nice -n 10 $(NPM) ci --no-audit --no-fund --loglevel=error; \
+		nice -n 10 $(NPM) test; \
+		nice -n 10 npx tsc -b; \
+		rm -rf $(EDITOR_CHECK_DIR); \
+		nice -n 10 npx vite build --logLevel warn --emptyOutDir --outDir $(EDITOR_CHECK_DIR); \
+		diff -r $(EDITOR_CHECK_DIR) ../server/static/editor \
+			|| { echo "server/static/editor differs from a fresh build: run make editor and commit it"; exit 1; }; \
+		rm -rf $(EDITOR_CHECK_DIR); \
+	fi
 
 clean:
 	rm -rf $(VENV) output
