@@ -100,3 +100,49 @@ def wait_for_end(page: Any, timeout: float = 120_000) -> dict[str, Any]:
 def job_events(url: str, job_id: str) -> list[dict[str, Any]]:
     with urllib.request.urlopen(f"{url}/api/v1/jobs/{job_id}/events") as response:
         return json.loads(response.read())["events"]
+
+
+def open_example(page: Any, name: str) -> None:
+    page.select_option("[data-examples]", name)
+    page.wait_for_function(
+        "n => window.latentgraph.store.getState().name === n", arg=name
+    )
+
+
+def small_txt2img(page: Any, steps: int = 2, seed: int = 7) -> None:
+    """The txt2img example at 64×64 with few steps, set through the widgets."""
+    open_example(page, "txt2img")
+    set_input(page, "latent", "width", "64")
+    set_input(page, "latent", "height", "64")
+    set_input(page, "sampler", "steps", str(steps))
+    set_input(page, "sampler", "seed", str(seed))
+
+
+def open_json(page: Any, document: dict[str, Any], name: str = "graph.json") -> None:
+    """Open a graph file through the Open… file chooser."""
+    page.locator("[data-open-file]").set_input_files(
+        {"name": name, "mimeType": "application/json", "buffer": json.dumps(document).encode()}
+    )
+    page.wait_for_function(
+        "n => window.latentgraph.store.getState().name === n", arg=name.removesuffix(".json")
+    )
+
+
+def drop_file(page: Any, data: bytes, name: str, mime: str) -> None:
+    """Drop a file onto the canvas, as from a file manager."""
+    page.evaluate(
+        """([bytes, name, mime]) => {
+            const file = new File([new Uint8Array(bytes)], name, { type: mime });
+            const dt = new DataTransfer();
+            dt.items.add(file);
+            const target = document.querySelector('.canvas');
+            for (const type of ['dragover', 'drop'])
+                target.dispatchEvent(new DragEvent(type, { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""",
+        [list(data), name, mime],
+    )
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url) as response:
+        return json.loads(response.read())

@@ -60,9 +60,17 @@ function graphOf(s: GraphState): GraphState {
 }
 
 export const useEditor = create<Editor>()((set, get) => {
+  // Edits within one task (a Delete removes nodes and then their edges) are one undo step.
+  let batching = false;
   /** Apply an edit, recording the state before it for undo. */
-  const edit = (change: (s: Editor) => Partial<Editor>) =>
-    set((s) => ({ ...change(s), history: record(s.history, graphOf(s)), validation: [] }));
+  const edit = (change: (s: Editor) => Partial<Editor>) => {
+    const first = !batching;
+    if (first) {
+      batching = true;
+      setTimeout(() => (batching = false), 0);
+    }
+    set((s) => ({ ...change(s), ...(first ? { history: record(s.history, graphOf(s)) } : {}), validation: [] }));
+  };
 
   return {
     ...EMPTY_STATE,
