@@ -1,0 +1,153 @@
+"""Runs followed live in the browser: PNGs give their graph back, interrupting keeps the cache,
+a server restart mid-job loses no event, and a 200-node graph opens and pans cleanly."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.editor.conftest import ROOT, Console, Server
+from tests.editor.helpers import (
+    doc,
+    drop_file,
+    job_events,
+    node,
+    open_json,
+    run_and_wait,
+    set_input,
+    small_txt2img,
+    status,
+    wait_for_end,
+)
+
+SCREENSHOT = ROOT / "docs" / "editor.png"
+
+
+def test_run_shows_the_image_and_a_dropped_png_gives_its_graph_back(
+    page: Any, server: Server, tmp_path: Path
+) -> None:
+    small_txt2img(page, steps=2, seed=11)
+    submitted = doc(page)
+    run = run_and_wait(page)
+    assert run["status"] == "finished", run
+    image = node(page, "save").locator("img[data-output-image]")
+    image.wait_for()
+    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    shot = tmp_path / "editor.png"
+    page.screenshot(path=str(shot))
+    if os.environ.get("LATENTGRAPH_UPDATE_SCREENSHOTS"):
+        shutil.copyfile(shot, SCREENSHOT)  # the README's screenshot
+
+    png = (server.output / str(image.get_attribute("data-output-image"))).read_bytes()
+    page.click("[data-new]")
+    drop_file(page, png, "dropped.png", "image/png")
+    page.wait_for_function("window.latentgraph.store.getState().name === 'dropped'")
+    assert doc(page) == submitted  # the graph, its values and positions
+
+
+def test_interrupt_a_running_sampler_then_the_next_run_reuses_the_cache(page: Any) -> None:
+    small_txt2img(page, steps=1000, seed=21)
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Enter")
+    node(page, "sampler").locator("[data-progress]").wait_for()
+    node(page, "sampler").locator("img[data-preview]").wait_for()  # a live preview in the node
+    page.click("[data-interrupt]")
+    run = wait_for_end(page)
+    assert run["status"] == "interrupted"
+    assert run["interruptedAt"] == "sampler"
+    assert status(page, "sampler") == "stopped"
+
+    set_input(page, "sampler", "steps", "2")
+    run = run_and_wait(page)
+    assert run["status"] == "finished"
+    for node_id in ("checkpoint", "positive", "negative", "latent"):
+        assert status(page, node_id) == "cached", node_id
+    for node_id in ("sampler", "decode", "save"):
+        assert status(page, node_id) == "done", node_id
+
+
+@pytest.fixture
+def own_server(server: Server, tmp_path: Path) -> Iterator[Server]:
+    """A server of this test's own (it gets restarted), on the session's models."""
+    running = Server(tmp_path, server.models)
+    running.start()
+    yield running
+    running.stop()
+
+
+def test_server_restart_mid_job_page_reconnects_and_shows_the_true_end(
+    browser: Any, own_server: Server, console: Console
+) -> None:
+    # While the server is down the browser logs failed connections; those are expected here.
+    console.allow("ERR_CONNECTION_REFUSED")
+    console.allow("WebSocket connection to")
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
+    page.goto(own_server.url)
+    page.wait_for_selector("body[data-ready=true] .react-flow__node")
+    small_txt2img(page, steps=1000, seed=31)
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Enter")
+    node(page, "sampler").locator("[data-progress]").wait_for(timeout=60_000)
+    job_id = page.evaluate("window.latentgraph.store.getState().shownJob")
+
+    own_server.stop()
+    page.wait_for_selector('[data-connected="false"]')
+    own_server.start()
+    page.wait_for_selector('[data-connected="true"]', timeout=30_000)
+    run = wait_for_end(page, timeout=60_000)
+
+    events = job_events(own_server.url, job_id)
+    terminal = events[-1]
+    assert terminal["type"] == f"job_{run['status']}", (terminal, run["status"])
+    assert [e["seq"] for e in run["log"]] == [e["data"]["seq"] for e in events]  # none lost or doubled
+    assert [e["type"] for e in run["log"]] == [e["type"] for e in events]
+    page.click('[data-tab="log"]')
+    assert page.locator("[data-job-status-shown]").inner_text() == run["status"]
+    context.close()
+    assert console.unexpected() == [], console.unexpected()
+
+
+def big_graph(pairs: int) -> dict[str, Any]:
+    nodes: dict[str, Any] = {}
+    for i in range(pairs):
+        nodes[f"text_{i}"] = {"type": "Text", "inputs": {"text": f"line {i}"}}
+        nodes[f"show_{i}"] = {"type": "ShowText", "links": {"text": f"text_{i}.text"}}
+    return {"version": 1, "nodes": nodes}
+
+
+def test_a_200_node_graph_opens_and_pans_without_errors(page: Any) -> None:
+    started = time.perf_counter()
+    open_json(page, big_graph(100), "big.json")
+    page.wait_for_function("window.latentgraph.store.getState().nodes.length === 200")
+    page.locator(".react-flow__node").first.wait_for()
+    opened = time.perf_counter() - started
+    pane = page.locator(".react-flow__pane").bounding_box()
+    x, y = pane["x"] + pane["width"] / 2, pane["y"] + pane["height"] / 2
+    started = time.perf_counter()
+    page.mouse.move(x, y)
+    page.mouse.down()
+    for step in range(30):
+        page.mouse.move(x - step * 20, y - step * 10)
+    page.mouse.up()
+    panned = time.perf_counter() - started
+    transform = page.locator(".react-flow__viewport").get_attribute("style") or ""
+    assert "translate" in transform
+    print(f"200 nodes: opened in {opened:.2f} s, 30 pan moves in {panned:.2f} s")  # bench/ measures
+
+
+def test_the_page_is_served_with_its_assets(server: Server) -> None:
+    with urllib.request.urlopen(server.url) as response:
+        html = response.read().decode()
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert '<div id="root">' in html
