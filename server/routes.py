@@ -241,7 +241,11 @@ ROUTES: tuple[Route, ...] = (
         api_editor.get_graph,
         "One example graph document.",
         "graphs",
-        {200: Body("application/json", "A graph document.", {"$ref": "#/components/schemas/GraphFile"})},
+        {
+            200: Body(
+                "application/json", "A graph document.", {"$ref": "#/components/schemas/GraphFile"}
+            )
+        },
         errors=(400, 404),
     ),
     Route(

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 from urllib.parse import urlsplit
 
 from aiohttp import hdrs, web
@@ -22,6 +23,9 @@ from server.errors import ApiError
 from server.settings import LOOPBACK_HOSTNAMES, TOKEN_PARAM, ServerSettings, is_loopback
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The editor's page and bundle hold no data, and a browser cannot add a token to the page's own
+# script tags; the page asks the person for the token and sends it on every API call.
+_PUBLIC_PAGE = re.compile(r"^/(assets/[A-Za-z0-9_.-]+)?$")
 
 
 def security_middleware(settings: ServerSettings) -> Middleware:
@@ -32,7 +36,8 @@ def security_middleware(settings: ServerSettings) -> Middleware:
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if check_host and _hostname(request.host) not in LOOPBACK_HOSTNAMES:
             raise ApiError(403, "bad_host", "this server only answers to a loopback host name")
-        if settings.token is not None and not _has_token(request, settings.token):
+        public = request.method in SAFE_METHODS and _PUBLIC_PAGE.match(request.path)
+        if settings.token is not None and not public and not _has_token(request, settings.token):
             raise ApiError(
                 401,
                 "unauthorized",

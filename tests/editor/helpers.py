@@ -29,7 +29,9 @@ def add_node(page: Any, node_type: str, x: float, y: float) -> str:
     page.locator(f'[data-palette="{node_type}"]').drag_to(
         page.locator(".react-flow__pane"), target_position={"x": x, "y": y}
     )
-    page.wait_for_function(f"window.latentgraph.store.getState().nodes.length === {len(before) + 1}")
+    page.wait_for_function(
+        f"window.latentgraph.store.getState().nodes.length === {len(before) + 1}"
+    )
     (added,) = set(node_ids(page)) - before
     return added
 
@@ -104,9 +106,7 @@ def job_events(url: str, job_id: str) -> list[dict[str, Any]]:
 
 def open_example(page: Any, name: str) -> None:
     page.select_option("[data-examples]", name)
-    page.wait_for_function(
-        "n => window.latentgraph.store.getState().name === n", arg=name
-    )
+    page.wait_for_function("n => window.latentgraph.store.getState().name === n", arg=name)
 
 
 def small_txt2img(page: Any, steps: int = 2, seed: int = 7) -> None:

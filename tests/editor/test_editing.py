@@ -50,7 +50,9 @@ def test_a_bad_value_is_shown_on_its_input_and_nothing_runs(
     assert page.evaluate("window.latentgraph.store.getState().shownJob") is None
 
 
-def test_save_reload_and_reopen_give_the_same_graph_with_positions(page: Any, tmp_path: Path) -> None:
+def test_save_reload_and_reopen_give_the_same_graph_with_positions(
+    page: Any, tmp_path: Path
+) -> None:
     open_example(page, "txt2img")
     header = node(page, "decode").locator(".lg-header")
     box = header.bounding_box()
@@ -85,7 +87,9 @@ def test_undo_and_redo_restore_exact_states(page: Any) -> None:
     states.append(doc(page))
     node(page, "decode").locator(".lg-header").click()
     page.keyboard.press("Delete")
-    page.wait_for_function("!window.latentgraph.store.getState().nodes.some(n => n.id === 'decode')")
+    page.wait_for_function(
+        "!window.latentgraph.store.getState().nodes.some(n => n.id === 'decode')"
+    )
     states.append(doc(page))
     assert "decode" not in states[-1]["nodes"]
     assert "images" not in states[-1]["nodes"]["save"].get("links", {})  # its links went with it

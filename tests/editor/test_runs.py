@@ -7,11 +7,8 @@ import os
 import shutil
 import time
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.editor.conftest import ROOT, Console, Server
 from tests.editor.helpers import (
@@ -39,7 +36,9 @@ def test_run_shows_the_image_and_a_dropped_png_gives_its_graph_back(
     assert run["status"] == "finished", run
     image = node(page, "save").locator("img[data-output-image]")
     image.wait_for()
-    page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
+    )
     shot = tmp_path / "editor.png"
     page.screenshot(path=str(shot))
     if os.environ.get("LATENTGRAPH_UPDATE_SCREENSHOTS"):
@@ -71,50 +70,6 @@ def test_interrupt_a_running_sampler_then_the_next_run_reuses_the_cache(page: An
         assert status(page, node_id) == "cached", node_id
     for node_id in ("sampler", "decode", "save"):
         assert status(page, node_id) == "done", node_id
-
-
-@pytest.fixture
-def own_server(server: Server, tmp_path: Path) -> Iterator[Server]:
-    """A server of this test's own (it gets restarted), on the session's models."""
-    running = Server(tmp_path, server.models)
-    running.start()
-    yield running
-    running.stop()
-
-
-def test_server_restart_mid_job_page_reconnects_and_shows_the_true_end(
-    browser: Any, own_server: Server, console: Console
-) -> None:
-    # While the server is down the browser logs failed connections; those are expected here.
-    console.allow("ERR_CONNECTION_REFUSED")
-    console.allow("WebSocket connection to")
-    context = browser.new_context(viewport={"width": 1600, "height": 1000})
-    page = context.new_page()
-    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
-    page.goto(own_server.url)
-    page.wait_for_selector("body[data-ready=true] .react-flow__node")
-    small_txt2img(page, steps=1000, seed=31)
-    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
-    page.keyboard.press("Control+Enter")
-    node(page, "sampler").locator("[data-progress]").wait_for(timeout=60_000)
-    job_id = page.evaluate("window.latentgraph.store.getState().shownJob")
-
-    own_server.stop()
-    page.wait_for_selector('[data-connected="false"]')
-    own_server.start()
-    page.wait_for_selector('[data-connected="true"]', timeout=30_000)
-    run = wait_for_end(page, timeout=60_000)
-
-    events = job_events(own_server.url, job_id)
-    terminal = events[-1]
-    assert terminal["type"] == f"job_{run['status']}", (terminal, run["status"])
-    assert [e["seq"] for e in run["log"]] == [e["data"]["seq"] for e in events]  # none lost or doubled
-    assert [e["type"] for e in run["log"]] == [e["type"] for e in events]
-    page.click('[data-tab="log"]')
-    assert page.locator("[data-job-status-shown]").inner_text() == run["status"]
-    context.close()
-    assert console.unexpected() == [], console.unexpected()
 
 
 def big_graph(pairs: int) -> dict[str, Any]:
@@ -151,3 +106,41 @@ def test_the_page_is_served_with_its_assets(server: Server) -> None:
         assert response.headers["Content-Type"].startswith("text/html")
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert '<div id="root">' in html
+
+
+# Last in the module: it restarts the session's server (the model cache is lost with it).
+def test_server_restart_mid_job_page_reconnects_and_shows_the_true_end(
+    browser: Any, server: Server, console: Console
+) -> None:
+    # While the server is down the browser logs failed connections; those are expected here.
+    console.allow("ERR_CONNECTION_REFUSED")
+    console.allow("WebSocket connection to")
+    context = browser.new_context(viewport={"width": 1600, "height": 1000})
+    page = context.new_page()
+    page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
+    page.goto(server.url)
+    page.wait_for_selector("body[data-ready=true] .react-flow__node")
+    small_txt2img(page, steps=1000, seed=31)
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Enter")
+    node(page, "sampler").locator("[data-progress]").wait_for(timeout=60_000)
+    job_id = page.evaluate("window.latentgraph.store.getState().shownJob")
+
+    server.stop()
+    page.wait_for_selector('[data-connected="false"]')
+    server.start()
+    page.wait_for_selector('[data-connected="true"]', timeout=30_000)
+    run = wait_for_end(page, timeout=60_000)
+
+    events = job_events(server.url, job_id)
+    terminal = events[-1]
+    assert terminal["type"] == f"job_{run['status']}", (terminal, run["status"])
+    assert [e["seq"] for e in run["log"]] == [
+        e["data"]["seq"] for e in events
+    ]  # none lost or doubled
+    assert [e["type"] for e in run["log"]] == [e["type"] for e in events]
+    page.click('[data-tab="log"]')
+    assert page.locator("[data-job-status-shown]").inner_text() == run["status"]
+    context.close()
+    assert console.unexpected() == [], console.unexpected()
