@@ -183,6 +183,7 @@ function Canvas() {
           minZoom={0.1}
           fitView
           onlyRenderVisibleElements
+          colorMode="dark"
         >
           <Background />
           <Controls />
