@@ -39,6 +39,8 @@ def test_run_shows_the_image_and_a_dropped_png_gives_its_graph_back(
     page.wait_for_function(
         "img => img.complete && img.naturalWidth > 0", arg=image.element_handle()
     )
+    page.click('[data-tab="gallery"]')
+    page.locator("img[data-gallery-image]").first.wait_for()
     shot = tmp_path / "editor.png"
     page.screenshot(path=str(shot))
     if os.environ.get("LATENTGRAPH_UPDATE_SCREENSHOTS"):
