@@ -9,6 +9,7 @@ import {
   ViewportPortal,
   type FinalConnectionState,
   type IsValidConnection,
+  type XYPosition,
 } from "@xyflow/react";
 import { useCallback, useEffect, useRef, useState, type DragEvent } from "react";
 import type { GraphDoc } from "./api/types";
@@ -17,6 +18,7 @@ import { DRAG_TYPE, Palette } from "./components/Palette";
 import { SearchPopup, type SearchRequest } from "./components/SearchPopup";
 import { SidePanel } from "./components/SidePanel";
 import { Toolbar } from "./components/Toolbar";
+import type { GraphNode as GraphNodeModel } from "./graph/model";
 import { accepts, connectionProblem, typesAccepting } from "./graph/rules";
 import { downloadDoc, interruptShown, openFile, runGraph } from "./state/controller";
 import { useEditor } from "./state/store";
@@ -26,6 +28,19 @@ const nodeTypes = { graph: GraphNode };
 function editable(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
   return !!el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT" || el.isContentEditable);
+}
+
+/** The first place near `center` where a new node covers no other (a grid of columns and rows). */
+function freeSpot(nodes: GraphNodeModel[], center: XYPosition): XYPosition {
+  const covers = (p: XYPosition) =>
+    nodes.some((n) => p.x < n.position.x + (n.measured?.width ?? 260) + 20 && n.position.x < p.x + 280 && p.y < n.position.y + (n.measured?.height ?? 150) + 20 && n.position.y < p.y + 150);
+  for (let ring = 0; ring < 8; ring++) {
+    for (let col = 0; col <= ring; col++) {
+      const p = { x: center.x + col * 300, y: center.y + (ring - col) * 170 };
+      if (!covers(p)) return p;
+    }
+  }
+  return center;
 }
 
 function Canvas() {
@@ -42,8 +57,7 @@ function Canvas() {
   const add = (type: string, at?: { x: number; y: number }) => {
     const box = wrapper.current?.getBoundingClientRect();
     const center = box ? flow.screenToFlowPosition({ x: box.left + box.width / 2, y: box.top + box.height / 3 }) : { x: 0, y: 0 };
-    const jitter = (s.nodes.length % 5) * 30;
-    return s.addNode(type, at ?? { x: center.x + jitter, y: center.y + jitter });
+    return s.addNode(type, at ?? freeSpot(s.nodes, center));
   };
 
   const pick = (type: string) => {

@@ -1,0 +1,111 @@
+"""Canvas editing in the browser: clipboard copy/paste between tabs, duplicate, search at a point,
+link drops that open a type-filtered search, literal inputs as sockets, groups, Escape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.editor.conftest import Server
+from tests.editor.helpers import (
+    doc,
+    drag_link,
+    handle,
+    links,
+    new_graph,
+    node,
+    node_ids,
+    open_example,
+)
+
+
+def test_copy_paste_between_tabs_and_duplicate(page: Any, server: Server, browser: Any) -> None:
+    open_example(page, "txt2img")
+    node(page, "positive").locator(".lg-header").click()
+    node(page, "checkpoint").locator(".lg-header").click(modifiers=["Control"])
+    page.keyboard.press("Control+c")
+    page.keyboard.press("Control+v")
+    page.wait_for_function("() => window.latentgraph.store.getState().nodes.length === 9")
+    pasted = doc(page)
+    assert pasted["nodes"]["encode_text"]["links"] == {"clip": "load_checkpoint.clip"}
+    assert (
+        pasted["nodes"]["encode_text"]["inputs"]["text"]
+        == doc(page)["nodes"]["positive"]["inputs"]["text"]
+    )
+
+    # The clipboard holds graph JSON, so another tab pastes the same nodes.
+    other = page.context.new_page()
+    other.goto(server.url)
+    other.wait_for_selector("body[data-ready=true] .react-flow__node")
+    other.click("[data-new]")
+    other.locator(".react-flow__pane").click(position={"x": 300, "y": 300})
+    other.keyboard.press("Control+v")
+    other.wait_for_function("() => window.latentgraph.store.getState().nodes.length === 2")
+    assert sorted(node_ids(other)) == ["encode_text", "load_checkpoint"] or sorted(
+        node_ids(other)
+    ) == ["checkpoint", "positive"]
+    other.close()
+
+    page.keyboard.press("Control+d")
+    page.wait_for_function("() => window.latentgraph.store.getState().nodes.length === 11")
+    page.keyboard.press("Escape")
+    assert (
+        page.evaluate("() => window.latentgraph.store.getState().nodes.some(n => n.selected)")
+        is False
+    )
+
+
+def test_search_at_a_point_and_from_a_dropped_link(page: Any) -> None:
+    open_example(page, "txt2img")
+    pane = page.locator(".react-flow__pane")
+    pane.dblclick(position={"x": 200, "y": 900})
+    page.locator(".search-popup input").fill("empty lat")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        "() => window.latentgraph.store.getState().nodes.some(n => n.id === 'empty_latent')"
+    )
+
+    # Drop a link from the sampler's output on empty canvas: only nodes taking a LATENT are offered.
+    start = handle(page, "sampler", "latent", "source").bounding_box()
+    page.mouse.move(start["x"] + 4, start["y"] + 4)
+    page.mouse.down()
+    page.mouse.move(start["x"] + 150, start["y"] + 500, steps=8)
+    page.mouse.up()
+    results = page.locator("[data-search-result]")
+    results.first.wait_for()
+    offered = set(results.evaluate_all("els => els.map(e => e.dataset.searchResult)"))
+    assert "VAEDecodeTiled" in offered and "LoadCheckpoint" not in offered
+    page.locator(".search-popup input").fill("decodetiled")
+    page.locator('[data-search-result="VAEDecodeTiled"]').click()
+    assert ("sampler", "latent", "vaedecode_tiled", "latent") in links(page)
+
+
+def test_literal_input_becomes_a_socket_and_back(page: Any) -> None:
+    new_graph(page)
+    page.locator('[data-palette="EmptyLatent"]').click()
+    page.locator('[data-palette="Int"]').click()
+    page.wait_for_function("() => window.latentgraph.store.getState().nodes.length === 2")
+    latent = node(page, "empty_latent")
+    latent.locator('[data-toggle-socket="width"]').click()
+    assert latent.locator('[data-input="width"]').count() == 0
+    drag_link(page, "int", "value", "empty_latent", "width")
+    graph = doc(page)
+    assert graph["nodes"]["empty_latent"]["links"] == {"width": "int.value"}
+    assert "width" not in graph["nodes"]["empty_latent"]["inputs"]
+    latent.locator('[data-toggle-socket="width"]').click()
+    graph = doc(page)
+    assert "links" not in graph["nodes"]["empty_latent"]
+    assert graph["nodes"]["empty_latent"]["inputs"]["width"] == 512
+
+
+def test_groups_are_kept_in_the_editor_layer(page: Any) -> None:
+    open_example(page, "txt2img")
+    node(page, "positive").locator(".lg-header").click()
+    node(page, "negative").locator(".lg-header").click(modifiers=["Control"])
+    page.keyboard.press("Control+g")
+    page.locator('[data-group="Group"] .group-title').fill("Prompts")
+    groups = doc(page)["editor"]["groups"]
+    assert [g["title"] for g in groups] == ["Prompts"]
+    page.reload()
+    page.wait_for_selector("body[data-ready=true] .react-flow__node")
+    assert doc(page)["editor"]["groups"] == groups
+    assert page.locator('[data-group="Prompts"]').count() == 1
