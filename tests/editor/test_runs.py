@@ -53,17 +53,36 @@ def test_run_shows_the_image_and_a_dropped_png_gives_its_graph_back(
     assert doc(page) == submitted  # the graph, its values and positions
 
 
-def test_interrupt_a_running_sampler_then_the_next_run_reuses_the_cache(page: Any) -> None:
+def test_queue_panel_cancel_and_interrupt_then_the_next_run_reuses_the_cache(page: Any) -> None:
     small_txt2img(page, steps=1000, seed=21)
     page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+Enter")
     node(page, "sampler").locator("[data-progress]").wait_for()
     node(page, "sampler").locator("img[data-preview]").wait_for()  # a live preview in the node
-    page.click("[data-interrupt]")
+    first = page.evaluate("() => window.latentgraph.store.getState().shownJob")
+
+    # A second run waits in the queue; the panel moves it to the front, then cancels it.
+    set_input(page, "sampler", "seed", "22")
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+Enter")
+    pending = page.locator('[data-job-status="pending"]')
+    pending.wait_for()
+    pending.get_by_role("button", name="to front").click()
+    pending.get_by_role("button", name="cancel").click()
+    page.locator('[data-job-status="cancelled"]').wait_for()
+    page.locator(f'[data-job="{first}"][data-job-status="running"]').get_by_role(
+        "button", name="interrupt"
+    ).click()
+    page.locator(f'[data-job="{first}"][data-job-status="interrupted"]').wait_for()
+
+    # Reopen the interrupted job: its graph and where it stopped.
+    page.locator(f'[data-reopen="{first}"]').click()
+    page.wait_for_function("j => window.latentgraph.store.getState().shownJob === j", arg=first)
     run = wait_for_end(page)
-    assert run["status"] == "interrupted"
+    assert run["jobId"] == first and run["status"] == "interrupted"
     assert run["interruptedAt"] == "sampler"
     assert status(page, "sampler") == "stopped"
+    assert doc(page)["nodes"]["sampler"]["inputs"]["seed"] == 21
 
     set_input(page, "sampler", "steps", "2")
     run = run_and_wait(page)
