@@ -38,7 +38,7 @@ NPM ?= npm
 EDITOR_CHECK_DIR := $(or $(TMPDIR),/tmp)/latentgraph-editor-check
 
 editor:
-	cd editor && nice -n 10 $(NPM) ci --no-audit --no-fund && nice -n 10 $(NPM) run build
+	cd editor && nice -n 10 $(NPM) ci --no-audit --no-fund && $(NPM) run gen:api && nice -n 10 $(NPM) run build
 
 editor-check:
 	@if ! command -v $(NPM) >/dev/null 2>&1; then \
@@ -46,13 +46,16 @@ editor-check:
 	else \
 		set -e; cd editor; \
 		nice -n 10 $(NPM) ci --no-audit --no-fund --loglevel=error; \
+		npx openapi-typescript ../docs/api/openapi.json -o $(EDITOR_CHECK_DIR).d.ts >/dev/null; \
+		diff -q $(EDITOR_CHECK_DIR).d.ts src/api/schema.d.ts \
+			|| { echo "editor/src/api/schema.d.ts is older than docs/api/openapi.json: run make editor"; exit 1; }; \
 		nice -n 10 $(NPM) test; \
 		nice -n 10 npx tsc -b; \
 		rm -rf $(EDITOR_CHECK_DIR); \
 		nice -n 10 npx vite build --logLevel warn --emptyOutDir --outDir $(EDITOR_CHECK_DIR); \
 		diff -r $(EDITOR_CHECK_DIR) ../server/static/editor \
 			|| { echo "server/static/editor differs from a fresh build: run make editor and commit it"; exit 1; }; \
-		rm -rf $(EDITOR_CHECK_DIR); \
+		rm -rf $(EDITOR_CHECK_DIR) $(EDITOR_CHECK_DIR).d.ts; \
 	fi
 
 clean:

@@ -16,6 +16,8 @@ from tests.editor.helpers import (
     drop_file,
     job_events,
     node,
+    node_ids,
+    open_example,
     open_json,
     run_and_wait,
     set_input,
@@ -91,6 +93,53 @@ def test_queue_panel_cancel_and_interrupt_then_the_next_run_reuses_the_cache(pag
         assert status(page, node_id) == "cached", node_id
     for node_id in ("sampler", "decode", "save"):
         assert status(page, node_id) == "done", node_id
+
+
+def test_runtime_error_with_traceback_and_seed_random_after_run(page: Any, server: Server) -> None:
+    broken = server.models / "checkpoints" / "broken.safetensors"
+    broken.write_bytes(b"this is not a safetensors file")
+    try:
+        page.reload()  # the checkpoint choices now list it
+        page.wait_for_selector("body[data-ready=true] .react-flow__node")
+        small_txt2img(page, steps=2, seed=5)
+        set_input(page, "checkpoint", "checkpoint", "broken.safetensors")
+        node(page, "sampler").locator('[data-seed-mode="seed"]').select_option("random")
+        run = run_and_wait(page)
+    finally:
+        broken.unlink()
+    assert run["status"] == "failed"
+    error = node(page, "checkpoint").locator("[data-runtime-error]")
+    failure = page.evaluate(
+        "() => { const s = window.latentgraph.store.getState(); return s.runs[s.shownJob].error; }"
+    )
+    assert failure["code"] == "node_failed" and failure["node_id"] == "checkpoint"
+    assert failure["message"] in error.inner_text()
+    assert not error.locator("pre").is_visible()  # the traceback is folded until asked for
+    error.locator("summary").click()
+    assert error.locator("pre").inner_text().startswith("Traceback (most recent call last)")
+    assert status(page, "checkpoint") == "failed"
+    assert doc(page)["nodes"]["sampler"]["inputs"]["seed"] != 5  # random after each run
+    assert doc(page)["editor"]["nodes"]["sampler"]["randomize"] == ["seed"]
+
+
+def test_image_input_upload_shows_a_thumbnail(page: Any, server: Server) -> None:
+    open_example(page, "img2img")
+    load = next(i for i in node_ids(page) if doc(page)["nodes"][i]["type"] == "LoadImage")
+    picture = (server.input / "example.png").read_bytes()
+    node(page, load).locator('[data-upload="image"]').set_input_files(
+        {"name": "my picture.png", "mimeType": "image/png", "buffer": picture}
+    )
+    page.wait_for_function(
+        "id => window.latentgraph.store.getState().nodes.find(n => n.id === id).data.values.image !== 'example.png'",
+        arg=load,
+    )
+    value = doc(page)["nodes"][load]["inputs"]["image"]
+    assert (server.input / value).read_bytes() == picture
+    thumb = node(page, load).locator("img.thumb")
+    thumb.wait_for()
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle()
+    )
 
 
 def big_graph(pairs: int) -> dict[str, Any]:
