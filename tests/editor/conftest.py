@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -46,7 +47,8 @@ def free_port() -> int:
 class Server:
     """A `latentgraph serve` process on fixed folders and port, which a test may restart."""
 
-    def __init__(self, root: Path, models: Path) -> None:
+    def __init__(self, root: Path, models: Path, token: str | None = None) -> None:
+        self.token = token
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.models, self.input, self.output = models, root / "input", root / "output"
@@ -55,7 +57,8 @@ class Server:
     def start(self) -> None:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port),
-             "--models", str(self.models), "--input", str(self.input), "--output", str(self.output)],
+             "--models", str(self.models), "--input", str(self.input), "--output", str(self.output),
+             *(["--token", self.token] if self.token else [])],
             cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
@@ -64,6 +67,8 @@ class Server:
             try:
                 urllib.request.urlopen(f"{self.url}/api/v1/system", timeout=2).close()
                 return
+            except urllib.error.HTTPError:
+                return  # it answers (401 with a token)
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.process.kill()

@@ -178,6 +178,32 @@ def test_the_page_is_served_with_its_assets(server: Server) -> None:
     assert '<div id="root">' in html
 
 
+def test_the_token_is_asked_once_and_kept_for_the_tab(
+    browser: Any, server: Server, tmp_path: Path, console: Console
+) -> None:
+    console.allow("status of 401")  # the first catalog request, before the page has the token
+    guarded = Server(tmp_path, server.models, token="s3cret")
+    guarded.start()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        asked: list[str] = []
+        page.on("dialog", lambda d: (asked.append(d.message), d.accept("s3cret")))
+        page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
+        page.goto(guarded.url)
+        page.wait_for_selector("body[data-ready=true] .react-flow__node")
+        page.wait_for_selector('[data-connected="true"]')  # the websocket carries it too
+        assert len(asked) == 1 and "token" in asked[0]
+        page.reload()
+        page.wait_for_selector("body[data-ready=true] .react-flow__node")
+        open_example(page, "hello")
+        assert run_and_wait(page)["status"] == "finished"
+        assert len(asked) == 1  # kept for the tab
+    finally:
+        context.close()
+        guarded.stop()
+
+
 # Last in the module: it restarts the session's server (the model cache is lost with it).
 def test_server_restart_mid_job_page_reconnects_and_shows_the_true_end(
     browser: Any, server: Server, console: Console

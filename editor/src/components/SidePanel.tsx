@@ -2,7 +2,7 @@
 import { useEffect, useState } from "react";
 import { api, withToken } from "../api/http";
 import type { JobSummary } from "../api/types";
-import { clientId, reopenJob } from "../state/controller";
+import { reopenJob } from "../state/controller";
 import { outputImages } from "../state/run";
 import { useEditor } from "../state/store";
 
@@ -28,7 +28,7 @@ function Jobs() {
   const counts = useEditor((s) => s.queueCounts);
   const runs = useEditor((s) => s.runs);
   const refresh = () => {
-    api.jobs(clientId).then((page) => setJobs(page.jobs)).catch(() => {});
+    api.jobs().then((page) => setJobs(page.jobs)).catch(() => {});
     api.queue().then((q) => setQueue(q.pending.map((j) => j.job_id))).catch(() => {});
   };
   const terminal = Object.values(runs).filter((r) => r.status !== "running" && r.status !== "pending").length;
