@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from engine.config import Paths
 from engine.errors import ErrorCode, GraphError, GraphValidationError
 from engine.formats import ConvertedGraph
 from engine.registry import Registry
@@ -27,6 +28,9 @@ def is_envelope(document: Any) -> bool:
         is_api_prompt(document.get("prompt"))
         or ("prompt" not in document and is_workflow(document.get("workflow")))
     )
+
+
+MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet")
 
 
 class ComfyUIFormat:
@@ -58,6 +62,25 @@ class ComfyUIFormat:
 
     def read_file(self, data: bytes) -> Any | None:
         return read_png_workflow(data)
+
+    # What the server's ComfyUI facade needs, reached through the registry so that the server
+    # does not import node packages.
+
+    def convert_prompt(self, prompt: Any) -> ConvertedGraph:
+        """An API-format prompt (POST /prompt's `prompt`) as our graph file."""
+        return convert_api_prompt(prompt)
+
+    def object_info(self, registry: Registry, paths: Paths | None) -> dict[str, Any]:
+        """ComfyUI node definitions of the mapped classes."""
+        from nodes.comfy.object_info import object_info
+
+        return object_info(registry, paths)
+
+    def model_folders(self, paths: Paths) -> dict[str, list[str]]:
+        """ComfyUI's model folder names and the files in each."""
+        from nodes.sd.model_files import list_models
+
+        return {kind: list_models(kind, paths.models) for kind in MODEL_FOLDERS}
 
 
 def _is_workflow_doc(document: Any) -> bool:
