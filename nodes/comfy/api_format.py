@@ -15,6 +15,7 @@ from typing import Any
 from engine.errors import ErrorCode, GraphError, GraphValidationError
 from engine.formats import ConvertedGraph
 from engine.graph import NODE_ID_PATTERN
+from engine.registry import Registry
 from nodes.comfy.mapping import (
     CLASSES,
     DROP,
@@ -75,11 +76,15 @@ class Blame:
 
 
 def convert_api_prompt(
-    prompt: Any, editor: dict[str, dict[str, Any]] | None = None
+    prompt: Any,
+    editor: dict[str, dict[str, Any]] | None = None,
+    registry: Registry | None = None,
 ) -> ConvertedGraph:
     """Our graph file for an API-format prompt; raises GraphValidationError naming ComfyUI ids.
 
     `editor` optionally carries layout per ComfyUI id (position, title), from an editor workflow.
+    When conversion finds errors and a `registry` is given, the rest of the graph is validated
+    too, so that every error is reported at once.
     """
     if not is_api_prompt(prompt):
         raise GraphValidationError(
@@ -91,6 +96,7 @@ def convert_api_prompt(
             ]
         )
     errors: list[GraphError] = []
+    failed: set[tuple[str, str | None]] = set()  # (ComfyUI id, input) already reported
     taken: set[str] = set()
     ids: dict[str, str] = {}
     blame = Blame()
@@ -117,8 +123,10 @@ def convert_api_prompt(
     for comfy_id, our_id in ids.items():
         entry = prompt[comfy_id]
         mapping = CLASSES[entry["class_type"]]
-        node, node_errors = _convert_node(prompt, comfy_id, mapping, ids)
+        node, node_errors, unlinked = _convert_node(prompt, comfy_id, mapping, ids)
         errors.extend(node_errors)
+        failed.update((comfy_id, e.input) for e in node_errors)
+        failed.update((comfy_id, name) for name in unlinked)
         nodes[our_id] = node
         info: dict[str, Any] = {"comfy_id": comfy_id, "comfy_type": entry["class_type"]}
         title = (entry.get("_meta") or {}).get("title") if isinstance(entry, dict) else None
@@ -126,15 +134,42 @@ def convert_api_prompt(
         if isinstance(title, str) and "title" not in info:
             info["title"] = title
         layout[our_id] = info
-    if errors:
-        raise GraphValidationError(errors)
     document = {"version": 1, "nodes": nodes, "editor": {"nodes": layout}}
+    if errors:
+        if registry is not None:
+            errors.extend(
+                _remaining_errors(document, registry, blame, failed, len(ids) < len(prompt))
+            )
+        raise GraphValidationError(errors)
     return ConvertedGraph(document, FORMAT_NAME, blame)
+
+
+def _remaining_errors(
+    document: dict[str, Any],
+    registry: Registry,
+    blame: Blame,
+    failed: set[tuple[str, str | None]],
+    dropped: bool,
+) -> list[GraphError]:
+    """Validation errors of the part that converted, minus those the conversion already explains."""
+    from engine.validate import validate_graph
+
+    try:
+        validate_graph(document, registry)
+    except GraphValidationError as exc:
+        found = [blame(e) for e in exc.errors]
+        return [
+            e
+            for e in found
+            if (e.node_id, e.input) not in failed
+            and not (dropped and e.code == ErrorCode.NO_OUTPUT_NODE)
+        ]
+    return []
 
 
 def _convert_node(
     prompt: dict[str, Any], comfy_id: str, mapping: ClassMapping, ids: dict[str, str]
-) -> tuple[dict[str, Any], list[GraphError]]:
+) -> tuple[dict[str, Any], list[GraphError], set[str]]:
     entry = prompt[comfy_id]
     raw_inputs = entry.get("inputs", {})
     errors: list[GraphError] = []
@@ -146,10 +181,11 @@ def _convert_node(
 
     if not isinstance(raw_inputs, dict):
         error(ErrorCode.INVALID_GRAPH, "inputs must be an object", "inputs")
-        return {"type": mapping.node_type}, errors
+        return {"type": mapping.node_type}, errors, set()
     inputs: dict[str, Any] = dict(mapping.constants)
     links: dict[str, str] = {}
     clip_skip: int | None = None
+    unlinked: set[str] = set()
     for name, ours in mapping.inputs.items():
         if name in mapping.ignored:
             continue
@@ -166,7 +202,9 @@ def _convert_node(
             source, index, skip = resolved
             clip_skip = skip if skip is not None else clip_skip
             link = _link(prompt, source, index, ids)
-            if link.startswith("!"):
+            if not link:  # from a node that could not be converted: reported there
+                unlinked.add(name)
+            elif link.startswith("!"):
                 error(ErrorCode.LINK_TO_MISSING_OUTPUT, link[1:], name, value)
             else:
                 links[ours] = link
@@ -190,7 +228,7 @@ def _convert_node(
         node["inputs"] = inputs
     if links:
         node["links"] = links
-    return node, errors
+    return node, errors, unlinked
 
 
 def _resolve_link(
@@ -235,7 +273,7 @@ def _link(prompt: dict[str, Any], source: str, index: int, ids: dict[str, str]) 
     mapping = CLASSES.get(class_type) if isinstance(class_type, str) else None
     if mapping is None or source not in ids:
         # The unknown class is reported on the source node itself.
-        return f"{_UNSAFE.sub('_', source) or 'unknown'}.unknown"
+        return ""
     if not 0 <= index < len(mapping.outputs):
         outputs = ", ".join(f"{i}: {t}" for i, t in enumerate(mapping.output_types)) or "none"
         return (

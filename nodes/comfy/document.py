@@ -43,19 +43,19 @@ class ComfyUIFormat:
 
     def convert(self, document: Any, registry: Registry) -> ConvertedGraph:
         if is_api_prompt(document):
-            return convert_api_prompt(document)
+            return convert_api_prompt(document, None, registry)
         if is_envelope(document):
             workflow = _envelope_workflow(document)
             if "prompt" not in document:
-                return convert_workflow(workflow)
+                return convert_workflow(workflow, registry)
             layout = {}
             if is_workflow(workflow):
                 for node in workflow["nodes"]:
                     if isinstance(node, dict):
                         layout[str(node.get("id"))] = _layout(node)
-            return convert_api_prompt(document["prompt"], layout)
+            return convert_api_prompt(document["prompt"], layout, registry)
         if _is_workflow_doc(document):
-            return convert_workflow(document)
+            return convert_workflow(document, registry)
         raise GraphValidationError(
             [GraphError(code=ErrorCode.INVALID_GRAPH, message="not a ComfyUI document")]
         )
@@ -66,9 +66,9 @@ class ComfyUIFormat:
     # What the server's ComfyUI facade needs, reached through the registry so that the server
     # does not import node packages.
 
-    def convert_prompt(self, prompt: Any) -> ConvertedGraph:
+    def convert_prompt(self, prompt: Any, registry: Registry) -> ConvertedGraph:
         """An API-format prompt (POST /prompt's `prompt`) as our graph file."""
-        return convert_api_prompt(prompt)
+        return convert_api_prompt(prompt, None, registry)
 
     def object_info(self, registry: Registry, paths: Paths | None) -> dict[str, Any]:
         """ComfyUI node definitions of the mapped classes."""

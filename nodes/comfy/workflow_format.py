@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.errors import ErrorCode, GraphError, GraphValidationError
 from engine.formats import ConvertedGraph
+from engine.registry import Registry
 from nodes.comfy.api_format import convert_api_prompt
 from nodes.comfy.mapping import CLASSES, CONTROL, CONTROL_VALUES, NOTES, PRIMITIVE, REROUTE, UPLOAD
 
@@ -37,7 +38,9 @@ def is_workflow(document: Any) -> bool:
     )
 
 
-def workflow_to_prompt(workflow: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def workflow_to_prompt(
+    workflow: dict[str, Any], registry: Registry | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The API-format prompt the workflow queues, and layout by node id; raises GraphValidationError."""
     nodes = {str(n.get("id")): n for n in workflow["nodes"] if isinstance(n, dict)}
     links = _links(workflow.get("links", []))
@@ -56,20 +59,26 @@ def workflow_to_prompt(workflow: dict[str, Any]) -> tuple[dict[str, Any], dict[s
             entry["_meta"] = {"title": node["title"]}
         prompt[node_id] = entry
         layout[node_id] = _layout(node)
-    if errors:
-        raise GraphValidationError(errors)
     # Inputs pointing at nodes that were not emitted (muted ones) are dropped, as the frontend does.
     for entry in prompt.values():
         for name, value in list(entry["inputs"].items()):
             if isinstance(value, list) and len(value) == 2 and value[0] not in prompt:
                 del entry["inputs"][name]
+    if errors:
+        # Report the rest of the workflow's problems too; widget errors explain missing inputs.
+        try:
+            convert_api_prompt(prompt, layout, registry)
+        except GraphValidationError as exc:
+            reported = {(e.node_id, e.input) for e in errors}
+            errors.extend(e for e in exc.errors if (e.node_id, e.input) not in reported)
+        raise GraphValidationError(errors)
     return prompt, layout
 
 
-def convert_workflow(workflow: dict[str, Any]) -> ConvertedGraph:
+def convert_workflow(workflow: dict[str, Any], registry: Registry | None = None) -> ConvertedGraph:
     """Our graph file for an editor workflow, keeping positions, titles and groups."""
-    prompt, layout = workflow_to_prompt(workflow)
-    converted = convert_api_prompt(prompt, layout)
+    prompt, layout = workflow_to_prompt(workflow, registry)
+    converted = convert_api_prompt(prompt, layout, registry)
     groups = [
         {"title": str(g.get("title", "")), "bounding": list(g["bounding"])[:4]}
         for g in workflow.get("groups", [])

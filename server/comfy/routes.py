@@ -90,7 +90,7 @@ async def post_prompt(request: web.Request) -> web.Response:
     number = body.get("number")
     front = body.get("front") is True or (isinstance(number, (int, float)) and number < 0)
     try:
-        converted = _comfy_format(request).convert_prompt(prompt)
+        converted = _comfy_format(request).convert_prompt(prompt, svc.executor.registry)
         document = converted.document
         targets = body.get("partial_execution_targets")
         if isinstance(targets, list):
