@@ -156,7 +156,6 @@ def test_cli_validate_and_import(tmp_path: Path, tiny_models: Any) -> None:
     )
     workflow = tmp_path / "workflow.json"
     workflow.write_text(json.dumps(workflows.workflow_txt2img()))
-    assert cli("validate", str(workflow), "--models", models).stdout.strip() == "ok"
     out = tmp_path / "graph.json"
     imported = cli("import", str(workflow), "-o", str(out))
     assert imported.returncode == 0, imported.stderr
