@@ -17,6 +17,7 @@ from engine.formats import ConvertedGraph
 from engine.registry import Registry
 from nodes.comfy.api_format import convert_api_prompt
 from nodes.comfy.mapping import CLASSES, CONTROL, CONTROL_VALUES, NOTES, PRIMITIVE, REROUTE, UPLOAD
+from nodes.comfy.subgraphs import flatten_subgraphs
 
 MODE_MUTED, MODE_BYPASS = 2, 4
 _MAX_HOPS = 256
@@ -42,6 +43,7 @@ def workflow_to_prompt(
     workflow: dict[str, Any], registry: Registry | None = None
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The API-format prompt the workflow queues, and layout by node id; raises GraphValidationError."""
+    workflow = flatten_subgraphs(workflow)
     nodes = {str(n.get("id")): n for n in workflow["nodes"] if isinstance(n, dict)}
     links = _links(workflow.get("links", []))
     errors: list[GraphError] = []
@@ -94,7 +96,7 @@ def _links(raw: list[Any]) -> dict[int, _Link]:
     for item in raw:
         if isinstance(item, list) and len(item) >= 6:  # 0.4: [id, origin, slot, target, slot, type]
             links[item[0]] = _Link(str(item[1]), int(item[2]), str(item[5]))
-        elif isinstance(item, dict) and "id" in item:  # 1: objects
+        elif isinstance(item, dict) and "id" in item:  # 1 and flattened subgraphs: objects
             links[item["id"]] = _Link(
                 str(item.get("origin_id")), int(item.get("origin_slot", 0)), str(item.get("type"))
             )

@@ -245,3 +245,30 @@ def test_upload_image_and_queue_controls(server: str) -> None:
     ):
         posted = urllib.request.Request(f"{server}{path}", data=json.dumps(payload).encode())
         assert urllib.request.urlopen(posted, timeout=30).status == 200
+
+
+def test_convert_route_opens_a_comfyui_png(server: str) -> None:
+    from PIL import PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text("prompt", json.dumps(workflows.api_txt2img()))
+    buffer = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(buffer, format="PNG", pnginfo=info)
+    request = urllib.request.Request(
+        f"{server}/api/v1/graphs/convert",
+        data=buffer.getvalue(),
+        headers={"Content-Type": "image/png"},
+    )
+    converted = json.loads(urllib.request.urlopen(request, timeout=30).read())
+    assert converted["format"] == "comfyui-api"
+    assert converted["graph"]["nodes"]["n3"]["inputs"]["seed"] == 7
+    plain = io.BytesIO()
+    PILImage.new("RGB", (8, 8)).save(plain, format="PNG")
+    request = urllib.request.Request(
+        f"{server}/api/v1/graphs/convert",
+        data=plain.getvalue(),
+        headers={"Content-Type": "image/png"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(request, timeout=30)
+    assert caught.value.code == 400

@@ -127,3 +127,42 @@ def test_a_comfyui_png_opens_like_a_graph_file(
     assert nodes["n3"]["type"] == "Sample" and nodes["n3"]["inputs"]["seed"] == 7
     if "workflow" in chunks:  # positions come from the editor workflow
         assert converted.document["editor"]["nodes"]["n4"]["position"] == [26.0, 474.0]
+
+
+def test_a_simple_subgraph_is_flattened_with_comfyuis_execution_ids(executor: Executor) -> None:
+    workflow = workflows.workflow_txt2img()
+    decode = next(n for n in workflow["nodes"] if n["id"] == 8)
+    workflow["nodes"].remove(decode)
+    workflow["nodes"].append(
+        {"id": 20, "type": "5f2b6c1e-subgraph", "pos": [1209, 188], "mode": 0,
+         "inputs": [{"name": "samples", "type": "LATENT", "link": 9},
+                    {"name": "vae", "type": "VAE", "link": 11}],
+         "outputs": [{"name": "IMAGE", "type": "IMAGE", "links": [12, 13]}]}
+    )  # fmt: skip
+    for link in workflow["links"]:
+        if link[3] == 8:
+            link[3] = 20
+        if link[1] == 8:
+            link[1] = 20
+    inner = dict(decode, id=1, inputs=[{"name": "samples", "type": "LATENT", "link": 1},
+                                       {"name": "vae", "type": "VAE", "link": 2}])  # fmt: skip
+    workflow["definitions"] = {"subgraphs": [{
+        "id": "5f2b6c1e-subgraph", "name": "decode", "nodes": [inner],
+        "inputNode": {"id": -10}, "outputNode": {"id": -20},
+        "inputs": [{"name": "samples", "type": "LATENT"}, {"name": "vae", "type": "VAE"}],
+        "outputs": [{"name": "IMAGE", "type": "IMAGE"}],
+        "links": [
+            {"id": 1, "origin_id": -10, "origin_slot": 0, "target_id": 1, "target_slot": 0, "type": "LATENT"},
+            {"id": 2, "origin_id": -10, "origin_slot": 1, "target_id": 1, "target_slot": 1, "type": "VAE"},
+            {"id": 3, "origin_id": 1, "origin_slot": 0, "target_id": -20, "target_slot": 0, "type": "IMAGE"},
+        ],
+    }]}  # fmt: skip
+    converted = convert_document(workflow, executor.registry)
+    nodes = converted.document["nodes"]
+    assert nodes["n20_1"] == {
+        "type": "VAEDecode",
+        "links": {"latent": "n3.latent", "vae": "n4.vae"},
+    }
+    assert nodes["n9"]["links"] == {"images": "n20_1.image"}
+    assert converted.document["editor"]["nodes"]["n20_1"]["comfy_id"] == "20:1"
+    executor.validate(converted.document)
