@@ -60,7 +60,8 @@ class DocumentFormat(Protocol):
 
 def convert_document(document: Any, registry: Registry) -> ConvertedGraph:
     """Our graph file for a document in any registered format (ours passes unchanged)."""
-    if isinstance(document, dict) and isinstance(document.get("nodes"), dict):
+    nodes = document.get("nodes") if isinstance(document, dict) else None
+    if isinstance(nodes, dict) and "class_type" not in nodes:
         return ConvertedGraph(document)  # ours: `nodes` is an object (ComfyUI's is a list)
     for fmt in registry.formats:
         if fmt.detect(document):

@@ -10,7 +10,7 @@ from engine.formats import ConvertedGraph
 from engine.registry import Registry
 from nodes.comfy.api_format import convert_api_prompt, is_api_prompt
 from nodes.comfy.png import read_png_workflow
-from nodes.comfy.workflow_format import _layout, convert_workflow, is_workflow
+from nodes.comfy.workflow_format import convert_workflow, is_workflow, node_layout
 
 
 def _envelope_workflow(document: dict[str, Any]) -> Any:
@@ -52,7 +52,7 @@ class ComfyUIFormat:
             if is_workflow(workflow):
                 for node in workflow["nodes"]:
                     if isinstance(node, dict):
-                        layout[str(node.get("id"))] = _layout(node)
+                        layout[str(node.get("id"))] = node_layout(node)
             return convert_api_prompt(document["prompt"], layout, registry)
         if _is_workflow_doc(document):
             return convert_workflow(document, registry)

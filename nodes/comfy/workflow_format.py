@@ -60,7 +60,7 @@ def workflow_to_prompt(
         if isinstance(node.get("title"), str):
             entry["_meta"] = {"title": node["title"]}
         prompt[node_id] = entry
-        layout[node_id] = _layout(node)
+        layout[node_id] = node_layout(node)
     # Inputs pointing at nodes that were not emitted (muted ones) are dropped, as the frontend does.
     for entry in prompt.values():
         for name, value in list(entry["inputs"].items()):
@@ -201,7 +201,8 @@ def _bypass_input(node: dict[str, Any], slot: int, kind: str) -> Any:
     return None
 
 
-def _layout(node: dict[str, Any]) -> dict[str, Any]:
+def node_layout(node: dict[str, Any]) -> dict[str, Any]:
+    """Where the editor drew a node: position, size, title, collapsed."""
     info: dict[str, Any] = {}
     pos = node.get("pos")
     if isinstance(pos, dict):
