@@ -42,6 +42,16 @@ class ComfyUIFormat:
         return is_api_prompt(document) or is_envelope(document) or _is_workflow_doc(document)
 
     def convert(self, document: Any, registry: Registry) -> ConvertedGraph:
+        try:
+            return self._convert(document, registry)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # The converters check what they read; this catches a shape they did not foresee.
+            message = f"malformed ComfyUI document: {type(exc).__name__}: {exc}"
+            raise GraphValidationError(
+                [GraphError(code=ErrorCode.INVALID_GRAPH, message=message)]
+            ) from None
+
+    def _convert(self, document: Any, registry: Registry) -> ConvertedGraph:
         if is_api_prompt(document):
             return convert_api_prompt(document, None, registry)
         if is_envelope(document):
@@ -65,10 +75,6 @@ class ComfyUIFormat:
 
     # What the server's ComfyUI facade needs, reached through the registry so that the server
     # does not import node packages.
-
-    def convert_prompt(self, prompt: Any, registry: Registry) -> ConvertedGraph:
-        """An API-format prompt (POST /prompt's `prompt`) as our graph file."""
-        return convert_api_prompt(prompt, None, registry)
 
     def object_info(self, registry: Registry, paths: Paths | None) -> dict[str, Any]:
         """ComfyUI node definitions of the mapped classes."""

@@ -48,8 +48,8 @@ def node_definition(
         if comfy_name in ("image",) and UPLOAD in mapping.widgets:
             entry[1]["image_upload"] = True
         (optional if comfy_name in mapping.optional else required)[comfy_name] = entry
-    for comfy_name in mapping.ignored - set(optional) - set(required):
-        optional[comfy_name] = _OPTIONAL_SOCKETS.get(comfy_name, ["*"])
+    for comfy_name in sorted(mapping.ignored & set(_OPTIONAL_SOCKETS)):
+        optional[comfy_name] = _OPTIONAL_SOCKETS[comfy_name]
     outputs = list(mapping.output_types)
     return {
         "input": {"required": required, "optional": optional},
@@ -66,6 +66,11 @@ def node_definition(
     }
 
 
+def _whole(bound: float) -> int:
+    # Bounds are stored as floats; 2**64 - 1 (the seed's maximum) does not survive that.
+    return 2**64 - 1 if bound >= 2**63 else int(bound)
+
+
 def _input_type(name: str, spec: InputSpec | None, paths: Paths | None) -> list[Any]:
     if name in _SWITCHES:
         return [_SWITCHES[name], {}]
@@ -73,7 +78,7 @@ def _input_type(name: str, spec: InputSpec | None, paths: Paths | None) -> list[
         kind, options = _EXTRA_WIDGETS[name]
         return [kind, dict(options)]
     if spec is None:
-        return ["*", {}]
+        return list(_OPTIONAL_SOCKETS.get(name, ["CLIP"] if name == "clip" else ["*"]))
     choices = spec.current_choices(paths)
     if choices is not None:
         if name == "sampler_name":
@@ -87,7 +92,7 @@ def _input_type(name: str, spec: InputSpec | None, paths: Paths | None) -> list[
         numeric["default"] = spec.default
     for key, bound in (("min", spec.ge), ("max", spec.le), ("step", spec.step)):
         if bound is not None:
-            numeric[key] = bound
+            numeric[key] = _whole(bound) if spec.type == "INT" else bound
     if spec.multiline:
         numeric["multiline"] = True
     return [spec.type, numeric]

@@ -167,12 +167,11 @@ def _resolve(link_id: Any, nodes: dict[str, Any], links: dict[int, _Link]) -> An
             return [link.origin, link.slot]
         kind, mode = origin.get("type"), origin.get("mode", 0)
         if kind == PRIMITIVE:
-            values = origin.get("widgets_values") or []
-            return (
-                {"__value__": values[0]}
-                if values and isinstance(values[0], list)
-                else (values[0] if values else None)
-            )
+            values = origin.get("widgets_values")
+            if not isinstance(values, list) or not values:
+                return None
+            # A list value is wrapped as the API format requires, so it is not read as a link.
+            return {"__value__": values[0]} if isinstance(values[0], list) else values[0]
         if kind == REROUTE:
             link_id = _input_link(origin, 0)
         elif mode == MODE_BYPASS:
@@ -186,7 +185,9 @@ def _resolve(link_id: Any, nodes: dict[str, Any], links: dict[int, _Link]) -> An
 
 def _input_link(node: dict[str, Any], slot: int) -> Any:
     sockets = node.get("inputs") or []
-    return sockets[slot].get("link") if slot < len(sockets) else None
+    if not isinstance(sockets, list) or slot >= len(sockets) or not isinstance(sockets[slot], dict):
+        return None
+    return sockets[slot].get("link")
 
 
 def _bypass_input(node: dict[str, Any], slot: int, kind: str) -> Any:
@@ -215,7 +216,8 @@ def node_layout(node: dict[str, Any]) -> dict[str, Any]:
         info["position"] = [float(pos[0]), float(pos[1])]
     if isinstance(node.get("title"), str):
         info["title"] = node["title"]
-    if (node.get("flags") or {}).get("collapsed"):
+    flags = node.get("flags")
+    if isinstance(flags, dict) and flags.get("collapsed"):
         info["collapsed"] = True
     size = node.get("size")
     if isinstance(size, list) and len(size) >= 2:

@@ -7,6 +7,7 @@ with /api/v1, and the same security middleware guards them. A ComfyUI prompt id 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import platform
@@ -33,6 +34,7 @@ from server.comfy.state import (
     node_ids_for,
 )
 from server.errors import ApiError
+from server.jobs import JobNotFound, JobStateConflict
 from server.payloads import read_json
 from server.schemas import CLIENT_ID_PATTERN
 from server.services import services
@@ -90,7 +92,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     number = body.get("number")
     front = body.get("front") is True or (isinstance(number, (int, float)) and number < 0)
     try:
-        converted = _comfy_format(request).convert_prompt(prompt, svc.executor.registry)
+        # An editor workflow is accepted here too (ComfyUI itself takes only the API format).
+        converted = _comfy_format(request).convert(prompt, svc.executor.registry)
         document = converted.document
         targets = body.get("partial_execution_targets")
         if isinstance(targets, list):
@@ -188,11 +191,21 @@ async def post_queue(request: web.Request) -> web.Response:
     body = await read_json(request, 1024 * 1024, optional=True)
     if body.get("clear") is True:
         await jobs.clear()
-    for job_id in body.get("delete") or []:
-        job = jobs.active(str(job_id))
+    for job_id in _id_list(body.get("delete")):
+        job = jobs.active(job_id)
         if job is not None and job.status == "pending":
-            await jobs.cancel(job.job_id)
+            with contextlib.suppress(JobNotFound, JobStateConflict):
+                await jobs.cancel(job.job_id)
     return _empty()
+
+
+def _id_list(value: Any) -> list[str]:
+    """A `delete` list of prompt ids; anything else deletes nothing."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ApiError(400, "bad_request", "delete must be a list of prompt ids")
+    return [v for v in value if isinstance(v, str)]
 
 
 async def post_interrupt(request: web.Request) -> web.Response:
@@ -202,7 +215,8 @@ async def post_interrupt(request: web.Request) -> web.Response:
     running, _ = jobs.queue()
     wanted = body.get("prompt_id")
     if running is not None and (wanted is None or wanted == running.job_id):
-        await jobs.cancel(running.job_id)
+        with contextlib.suppress(JobNotFound, JobStateConflict):  # it finished meanwhile
+            await jobs.cancel(running.job_id)
     return _empty()
 
 
@@ -332,7 +346,7 @@ async def post_history(request: web.Request) -> web.Response:
     body = await read_json(request, 1024 * 1024, optional=True)
     if body.get("clear") is True:
         state.cleared_before = time.time()
-    state.hidden.update(str(i) for i in body.get("delete") or [])
+    state.hidden.update(_id_list(body.get("delete")))
     return _empty()
 
 
