@@ -166,7 +166,8 @@ def test_polling_style_client_and_the_other_routes(server: str) -> None:
     assert len(get_json(server, "/history?max_items=1&offset=0")) == 1
 
     ksampler = get_json(server, "/api/object_info/KSampler")["KSampler"]
-    assert ksampler["input"]["required"]["seed"][1]["control_after_generate"] is True
+    seed = ksampler["input"]["required"]["seed"][1]
+    assert seed["control_after_generate"] is True and seed["max"] == 2**64 - 1
     assert "euler_ancestral" in ksampler["input"]["required"]["sampler_name"][0]
     assert ksampler["input_order"]["required"][:2] == ["model", "seed"]
     assert ksampler["output"] == ["LATENT"]
