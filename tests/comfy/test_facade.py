@@ -273,3 +273,18 @@ def test_convert_route_opens_a_comfyui_png(server: str) -> None:
     with pytest.raises(urllib.error.HTTPError) as caught:
         urllib.request.urlopen(request, timeout=30)
     assert caught.value.code == 400
+
+
+def test_our_security_defaults_guard_the_facade(server: str) -> None:
+    body = json.dumps({"prompt": small_prompt(8)}).encode()
+    for path in ("/prompt", "/api/prompt"):
+        request = urllib.request.Request(
+            f"{server}{path}", data=body, headers={"Origin": "http://evil.example"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            urllib.request.urlopen(request, timeout=30)
+        assert caught.value.code == 403
+    foreign_host = urllib.request.Request(f"{server}/queue", headers={"Host": "evil.example"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(foreign_host, timeout=30)
+    assert caught.value.code == 403
