@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -272,12 +272,10 @@ def _with_uncond_controls(
     negatives: list[Conditioning], positives: list[Conditioning]
 ) -> list[Conditioning]:
     """Negative prompts without ControlNets get the positive's `to_uncond` ones (ComfyUI's old apply)."""
-    import dataclasses
-
     shared = tuple(a for p in positives for a in p.controls if a.to_uncond)
     if not shared:
         return negatives
-    return [n if n.controls else dataclasses.replace(n, controls=shared) for n in negatives]
+    return [n if n.controls else replace(n, controls=shared) for n in negatives]
 
 
 def _area_average(

@@ -6,7 +6,7 @@ tensor fields are typed for the checker only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.ports import (
@@ -128,9 +128,7 @@ class Conditioning:
 
     def entries(self) -> list[Conditioning]:
         """Every prompt this conditioning stands for, itself first, without nesting."""
-        import dataclasses
-
-        head = dataclasses.replace(self, combined=()) if self.combined else self
+        head = replace(self, combined=()) if self.combined else self
         return [head, *(e for c in self.combined for e in c.entries())]
 
 
