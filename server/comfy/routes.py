@@ -514,6 +514,12 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
+def comfy_paths() -> set[tuple[str, str]]:
+    """(method, path) of every facade route, as registered; ComfyUI's protocol, not in our OpenAPI."""
+    paths = {(m, p) for m, path, _ in ROUTES for p in (path, f"/api{path}")}
+    return paths | {("GET", "/api/ws")}
+
+
 def add_comfy_routes(app: web.Application) -> None:
     """Install the facade: every route at `/path` and `/api/path`, and `/api/ws`.
 
