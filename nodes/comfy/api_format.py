@@ -184,7 +184,6 @@ def _convert_node(
         return {"type": mapping.node_type}, errors, set()
     inputs: dict[str, Any] = dict(mapping.constants)
     links: dict[str, str] = {}
-    clip_skip: int | None = None
     unlinked: set[str] = set()
     for name, ours in mapping.inputs.items():
         if name in mapping.ignored:
@@ -199,8 +198,7 @@ def _convert_node(
             if isinstance(resolved, str):
                 error(ErrorCode.INVALID_LINK, resolved, name, _small(value))
                 continue
-            source, index, skip = resolved
-            clip_skip = skip if skip is not None else clip_skip
+            source, index, _ = resolved
             link = _link(prompt, source, index, ids)
             if not link:  # from a node that could not be converted: reported there
                 unlinked.add(name)
@@ -221,8 +219,11 @@ def _convert_node(
             if value is DROP:
                 continue
         inputs[ours] = value
-    if clip_skip is not None and mapping.node_type == "EncodeText":
-        inputs["clip_skip"] = clip_skip
+    if mapping.node_type == "EncodeText" and isinstance(raw_inputs.get("clip"), list):
+        # CLIPSetLastLayer's setting travels with the CLIP, also through LoRA loaders.
+        clip_skip = _clip_skip(prompt, raw_inputs["clip"])
+        if clip_skip is not None:
+            inputs["clip_skip"] = clip_skip
     node: dict[str, Any] = {"type": mapping.node_type}
     if inputs:
         node["inputs"] = inputs
@@ -265,6 +266,29 @@ def _resolve_link(
             return f"node {source} ({class_type}) has no {through} link"
         value = upstream
     return "links pass through too many nodes (a cycle?)"
+
+
+# Classes whose CLIP output is their CLIP input, patched: the clip skip set upstream still holds.
+_CLIP_CARRIERS = {"LoraLoader": 1}
+
+
+def _clip_skip(prompt: dict[str, Any], link: list[Any]) -> int | None:
+    """The clip skip a CLIPSetLastLayer upstream of a CLIP link sets, if any."""
+    for _ in range(_MAX_PASS_THROUGH):
+        if len(link) != 2 or not isinstance(prompt.get(link[0]), dict):
+            return None
+        entry = prompt[link[0]]
+        inputs = entry.get("inputs") if isinstance(entry.get("inputs"), dict) else {}
+        class_type = entry.get("class_type")
+        if class_type == "CLIPSetLastLayer":
+            try:
+                return int(VALUES["stop_at_clip_layer"](inputs.get("stop_at_clip_layer")))
+            except ValueProblem:
+                return None  # reported on the CLIPSetLastLayer's consumers' link
+        if _CLIP_CARRIERS.get(class_type) != link[1] or not isinstance(inputs.get("clip"), list):
+            return None
+        link = inputs["clip"]
+    return None
 
 
 def _link(prompt: dict[str, Any], source: str, index: int, ids: dict[str, str]) -> str:

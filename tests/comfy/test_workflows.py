@@ -46,6 +46,15 @@ def test_clip_set_last_layer_becomes_clip_skip_on_the_encoders_it_feeds(executor
     assert nodes["n9"]["inputs"]["quantize"] == "truncate"
 
 
+def test_clip_skip_holds_through_a_lora_loader(executor: Executor) -> None:
+    prompt = workflows.api_controlnet_lora()
+    prompt["10"] = {"class_type": "CLIPSetLastLayer", "inputs": {"stop_at_clip_layer": -3, "clip": ["4", 1]}}  # fmt: skip
+    prompt["30"]["inputs"]["clip"] = ["10", 0]
+    nodes = convert_document(prompt, executor.registry).document["nodes"]
+    assert nodes["n30"]["links"]["clip"] == "n4.clip"
+    assert nodes["n6"]["inputs"]["clip_skip"] == 3 and nodes["n7"]["inputs"]["clip_skip"] == 3
+
+
 def test_editor_workflow_with_reroute_primitive_muted_and_bypassed_nodes(
     executor: Executor,
 ) -> None:
