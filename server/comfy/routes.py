@@ -32,6 +32,7 @@ from server.comfy.state import (
     comfy_node_ids,
     comfy_state,
     node_ids_for,
+    remember,
 )
 from server.errors import ApiError
 from server.jobs import JobNotFound, JobStateConflict
@@ -112,9 +113,8 @@ async def post_prompt(request: web.Request) -> web.Response:
     if not isinstance(number, (int, float)) or isinstance(number, bool):
         number = next(state.counter)
     ids = comfy_node_ids(converted.document)
-    state.ids[created.job_id] = ids
     outputs = [comfy for comfy, kind in ids.values() if kind in ("SaveImage", "PreviewImage")]
-    state.records[created.job_id] = PromptRecord(number, prompt, extra_data, outputs)
+    remember(state, created.job_id, PromptRecord(number, prompt, extra_data, outputs), ids)
     return web.json_response({"prompt_id": created.job_id, "number": number, "node_errors": {}})
 
 

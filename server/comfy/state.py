@@ -10,6 +10,8 @@ from aiohttp import web
 
 from server.services import services
 
+# Prompts (and id maps) kept in memory, oldest dropped first; older ones show our graph instead.
+MAX_RECORDS = 1000
 NodeIds = dict[str, tuple[str, str]]  # our node id -> (ComfyUI id, ComfyUI class_type)
 
 
@@ -48,6 +50,15 @@ class ComfyState:
     counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
 
+def remember(state: ComfyState, job_id: str, record: PromptRecord, ids: NodeIds) -> None:
+    """Keep a prompt as sent and its node ids, forgetting the oldest past MAX_RECORDS."""
+    state.records[job_id] = record
+    state.ids[job_id] = ids
+    for kept in (state.records, state.ids):
+        while len(kept) > MAX_RECORDS:
+            del kept[next(iter(kept))]
+
+
 COMFY_STATE = web.AppKey("comfy_state", ComfyState)
 
 
@@ -65,7 +76,4 @@ def node_ids_for(request: web.Request, job_id: str, graph: dict[str, Any] | None
     if graph is None:
         active = services(request).jobs.active(job_id)
         graph = active.graph if active is not None else None
-    ids = comfy_node_ids(graph)
-    if graph is not None:
-        state.ids[job_id] = ids
-    return ids
+    return comfy_node_ids(graph)
