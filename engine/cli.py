@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         "nodes": _nodes,
         "schema": _schema,
         "serve": _serve,
+        "import": _import,
     }[args.command]
     return handler(args)
 
@@ -70,6 +71,12 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="print the errors as JSON")
     with_paths(validate)
 
+    imports = commands.add_parser(
+        "import", help="convert a ComfyUI workflow (API, editor or PNG) into a graph file"
+    )
+    imports.add_argument("workflow", metavar="WORKFLOW")
+    imports.add_argument("-o", "--output", required=True, metavar="GRAPH.json")
+
     nodes = commands.add_parser("nodes", help="list the available node types")
     nodes.add_argument("--json", action="store_true", help="print the full catalog as JSON")
     with_paths(nodes)
@@ -98,12 +105,23 @@ def _paths(args: argparse.Namespace) -> Any:
     )
 
 
-def _load(path: str, overrides: list[str]) -> dict[str, Any]:
-    """The graph document with `--set` overrides applied; raises GraphValidationError."""
-    from engine.errors import ErrorCode, GraphError, GraphValidationError
-    from engine.graph import load_graph
+def _load(path: str, overrides: list[str]) -> tuple[dict[str, Any], Any]:
+    """The graph document with `--set` overrides applied, and the conversion it came through.
 
-    document = load_graph(path).model_dump(mode="json", exclude_none=True)
+    Any registered document format is accepted (ComfyUI workflows and PNGs, say); raises
+    GraphValidationError, located in the document the user gave.
+    """
+    from engine.errors import ErrorCode, GraphError, GraphValidationError
+    from engine.formats import convert_document, read_document
+    from engine.graph import parse_graph
+    from engine.registry import default_registry
+
+    registry = default_registry()
+    converted = convert_document(read_document(path, registry), registry)
+    try:
+        document = parse_graph(converted.document).model_dump(mode="json", exclude_none=True)
+    except GraphValidationError as exc:
+        raise converted.blamed(exc) from None
     errors = []
     for item in overrides:
         target, sep, raw = item.partition("=")
@@ -130,7 +148,7 @@ def _load(path: str, overrides: list[str]) -> dict[str, Any]:
         entry.get("links", {}).pop(input_name, None)
     if errors:
         raise GraphValidationError(errors)
-    return document
+    return document, converted
 
 
 def _parse_value(raw: str) -> Any:
@@ -159,7 +177,11 @@ def _validate(args: argparse.Namespace) -> int:
     from engine.validate import validate_graph
 
     try:
-        validate_graph(_load(args.graph, []), default_registry(), _paths(args))
+        document, converted = _load(args.graph, [])
+        try:
+            validate_graph(document, default_registry(), _paths(args))
+        except GraphValidationError as exc:
+            raise converted.blamed(exc) from None
     except GraphValidationError as exc:
         _print_errors(exc.errors, args.json)
         return EXIT_INVALID
@@ -175,7 +197,11 @@ def _run(args: argparse.Namespace) -> int:
     paths = _paths(args)
     executor = Executor(paths=paths)
     try:
-        graph = executor.validate(_load(args.graph, args.overrides))
+        document, converted = _load(args.graph, args.overrides)
+        try:
+            graph = executor.validate(document)
+        except GraphValidationError as exc:
+            raise converted.blamed(exc) from None
     except GraphValidationError as exc:
         _print_errors(exc.errors, args.json)
         return EXIT_INVALID
@@ -222,6 +248,26 @@ def describe_outputs(ui: dict[str, dict[str, Any] | None], output_dir: Path) -> 
                 else:
                     lines.append(f"{node_id}: {kind} = {item}")
     return lines
+
+
+def _import(args: argparse.Namespace) -> int:
+    """Convert a workflow into our graph file format; its types and links are checked first."""
+    from engine.errors import GraphValidationError
+    from engine.registry import default_registry
+    from engine.validate import validate_graph
+
+    try:
+        document, converted = _load(args.workflow, [])
+        try:
+            validate_graph(document, default_registry())
+        except GraphValidationError as exc:
+            raise converted.blamed(exc) from None
+    except GraphValidationError as exc:
+        _print_errors(exc.errors, as_json=False)
+        return EXIT_INVALID
+    Path(args.output).write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.output} ({converted.format}, {len(document['nodes'])} nodes)")
+    return EXIT_OK
 
 
 def _nodes(args: argparse.Namespace) -> int:

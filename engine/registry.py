@@ -33,6 +33,8 @@ class Registry:
 
     def __init__(self, classes: Iterable[type[Node]] = ()) -> None:
         self._classes: dict[str, type[Node]] = {}
+        # Foreign graph formats the node modules can convert (see engine/formats.py).
+        self.formats: list[Any] = []
         for cls in classes:
             self.add(cls)
 
@@ -59,6 +61,9 @@ class Registry:
         ]
         for cls in found:
             self.add(cls)
+        for fmt in getattr(module, "DOCUMENT_FORMATS", ()):
+            if all(f.name != fmt.name for f in self.formats):
+                self.formats.append(fmt)
         return len(found)
 
     def get(self, type_name: str) -> type[Node] | None:

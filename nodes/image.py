@@ -13,6 +13,8 @@ from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import Image, Mask
 
 PREVIEW_FOLDER = "previews"
+Quantize = Literal["round", "truncate"]
+QUANTIZE_HELP = "how [0, 1] becomes 8 bits; ComfyUI truncates"
 
 
 def _input_images(paths: Paths) -> list[str]:
@@ -63,9 +65,10 @@ class SaveImage(Node):
 
     images: Image = Input()
     prefix: str = Input("latentgraph", tooltip="file name prefix; may include a subfolder")
+    quantize: Quantize = Input("round", tooltip=QUANTIZE_HELP)
 
     def run(self, ctx: RunContext) -> Outputs:
-        return Outputs(ui={"images": _save(self.images, ctx, self.prefix)})
+        return Outputs(ui={"images": _save(self.images, ctx, self.prefix, quantize=self.quantize)})
 
 
 @node("PreviewImage", category="image", output_node=True)
@@ -73,17 +76,23 @@ class PreviewImage(Node):
     """Show images without keeping them: they go to the output folder's previews/ subfolder."""
 
     images: Image = Input()
+    quantize: Quantize = Input("round", tooltip=QUANTIZE_HELP)
 
     def run(self, ctx: RunContext) -> Outputs:
-        return Outputs(ui={"images": _save(self.images, ctx, f"{PREVIEW_FOLDER}/preview", level=1)})
+        prefix = f"{PREVIEW_FOLDER}/preview"
+        return Outputs(ui={"images": _save(self.images, ctx, prefix, 1, self.quantize)})
 
 
-def _save(images: Image, ctx: RunContext, prefix: str, level: int = 4) -> list[dict[str, str]]:
+def _save(
+    images: Image, ctx: RunContext, prefix: str, level: int = 4, quantize: str = "round"
+) -> list[dict[str, str]]:
     from nodes.sd.images import png_text, save_pngs
 
     if ".." in Path(prefix).parts or Path(prefix).is_absolute():
         raise NodeInputError("prefix", f"{prefix!r} must stay inside the output folder")
-    names = save_pngs(images.pixels, ctx.paths.output, prefix, png_text(ctx.graph), level)
+    names = save_pngs(
+        images.pixels, ctx.paths.output, prefix, png_text(ctx.graph), level, quantize == "truncate"
+    )
     return [
         {
             "filename": Path(n).name,

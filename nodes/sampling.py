@@ -24,6 +24,10 @@ SamplerName = Literal[
     "uni_pc",
 ]
 SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
+Convention = Literal["latentgraph", "comfyui"]
+CONVENTION_HELP = (
+    "comfyui: nearest trained timestep and ComfyUI's CPU per-step noise, for ComfyUI's pixels"
+)
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
 SCHEDULER_NAMES: tuple[str, ...] = get_args(SchedulerName)
 
@@ -52,6 +56,7 @@ class Sample(Node):
     sampler: SamplerName = "euler"
     scheduler: SchedulerName = "normal"
     denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
+    convention: Convention = Input("latentgraph", tooltip=CONVENTION_HELP)
 
     def run(self, ctx: RunContext) -> LatentOut:
         from nodes.sd.preview import latent_preview
@@ -80,5 +85,6 @@ class Sample(Node):
             scheduler=self.scheduler,
             denoise=self.denoise,
             on_step=on_step,
+            convention=self.convention,
         )
         return LatentOut(latent=latent)

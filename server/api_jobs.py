@@ -7,6 +7,7 @@ import json
 from aiohttp import web
 
 from engine.errors import GraphValidationError
+from engine.formats import convert_document
 from server.errors import ApiError
 from server.jobs import JobNotFound, JobStateConflict, summary_from_row
 from server.payloads import json_response, parse_model, parse_query, read_json
@@ -30,7 +31,12 @@ async def submit_job(request: web.Request) -> web.Response:
     svc = services(request)
     body = parse_model(SubmitJob, await read_json(request, svc.settings.max_json_bytes))
     try:
-        created = await svc.jobs.submit(body.graph, body.client_id, body.front)
+        # A ComfyUI workflow (or any registered format) is converted first; errors name its nodes.
+        converted = convert_document(body.graph, svc.executor.registry)
+        try:
+            created = await svc.jobs.submit(converted.document, body.client_id, body.front)
+        except GraphValidationError as exc:
+            raise converted.blamed(exc) from None
     except GraphValidationError as exc:
         raise ApiError(
             400,

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from engine.executor import Executor
+from server.comfy.routes import add_comfy_routes
 from server.errors import error_middleware
 from server.hub import EventHub
 from server.jobs import JobService
@@ -30,6 +31,7 @@ def create_app(executor: Executor, settings: ServerSettings | None = None) -> we
     )
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
+    add_comfy_routes(app)  # ComfyUI's protocol on the same queue (server/comfy/)
     app.cleanup_ctx.append(_lifecycle(executor, settings))
     app.on_shutdown.append(_close_websockets)
     return app

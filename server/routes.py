@@ -13,9 +13,11 @@ from typing import Any
 from aiohttp.typedefs import Handler
 from pydantic import BaseModel
 
-from server import api_editor, api_files, api_jobs, api_system, ws
+from server import api_convert, api_editor, api_files, api_jobs, api_system, ws
 from server.schemas import (
     CancelResult,
+    ConvertedGraphBody,
+    ConvertGraph,
     EventPage,
     EventQuery,
     FreedMemory,
@@ -124,6 +126,16 @@ ROUTES: tuple[Route, ...] = (
         "jobs",
         {200: JobSummary},
         errors=(404, 409),
+    ),
+    Route(
+        "POST",
+        f"{API}/graphs/convert",
+        api_convert.convert_graph,
+        "Convert a ComfyUI workflow (API format, editor format, or a PNG's chunks) into a graph.",
+        "catalog",
+        {200: ConvertedGraphBody},
+        body=ConvertGraph,
+        errors=(400, 413),
     ),
     Route(
         "GET",

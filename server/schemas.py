@@ -51,6 +51,22 @@ class SubmitJob(_Strict):
     front: bool = Field(False, description="Put the job at the front of the queue.")
 
 
+class ConvertGraph(_Strict):
+    """A workflow to convert into our graph format."""
+
+    document: Any = Field(
+        description="A ComfyUI API-format prompt, editor workflow, or {prompt, workflow} pair "
+        "(what a ComfyUI PNG carries); our own graph documents pass through unchanged."
+    )
+
+
+class ConvertedGraphBody(BaseModel):
+    """The converted graph; `editor.nodes[id].comfy_id` keeps each ComfyUI node's id."""
+
+    format: str = Field(description="The format detected: comfyui-api, comfyui-workflow, ...")
+    graph: GraphDocument
+
+
 class JobError(BaseModel):
     """Why a job failed: a node raised, the graph stopped validating, or the server went away."""
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -92,8 +92,10 @@ class UNetDenoiser:
     becomes x0 with the preconditioning of Karras et al. (2022) for sigma_data = 1.
     """
 
-    def __init__(self, model: UNetModel):
+    def __init__(self, model: UNetModel, nearest_timestep: bool = False):
         self.unet = model.unet
+        # ComfyUI feeds discrete models the nearest trained timestep instead of interpolating.
+        self.nearest_timestep = nearest_timestep
         self.prediction_type = model.prediction_type
         self.schedule: DiscreteSchedule = discrete_schedule(model.schedule)
         self.device: torch.device = self.unet.device
@@ -108,7 +110,12 @@ class UNetDenoiser:
         n, batch = len(prompts), x.shape[0]
         s = sigma.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         x_in = (x / (s**2 + 1).sqrt()).to(self.dtype).repeat(n, 1, 1, 1)  # (nB, C, h, w)
-        t = self.schedule.timestep(sigma).to(device=self.device, dtype=torch.float32).repeat(n)
+        t = (
+            self.schedule.nearest_timestep(sigma)
+            if self.nearest_timestep
+            else self.schedule.timestep(sigma)
+        )
+        t = t.to(device=self.device, dtype=torch.float32).repeat(n)
         embeds = torch.cat([_rows(p.embeds, batch) for p in prompts])  # (nB, T, D)
         added = self._added_cond(prompts, x) if self.needs_time_ids else None
         down, mid = self._control_residuals(x_in, t, float(sigma[0]), embeds, added, prompts)
@@ -222,6 +229,8 @@ class CFGDenoiser:
     """Classifier-free guidance (Ho & Salimans, 2022): uncond + cfg * (cond - uncond).
 
     Both predictions come from one batched forward; at cfg == 1 the uncond pass is skipped.
+    Combined or area conditionings are averaged as ComfyUI does: each prompt's x0 weighted by
+    its strength inside its area.
     """
 
     def __init__(
@@ -230,19 +239,61 @@ class CFGDenoiser:
         self.inner = inner
         self.cfg = cfg
         self.skip_uncond = math.isclose(cfg, 1.0)
-        conditionings = [positive] if self.skip_uncond else [negative, positive]
+        positives = positive.entries()
+        negatives = [] if self.skip_uncond else _with_uncond_controls(negative.entries(), positives)
+        self.split = len(negatives)
+        self.weighted = len(positives) + len(negatives) > (1 if self.skip_uncond else 2) or any(
+            e.area is not None or e.strength != 1.0 for e in (*positives, *negatives)
+        )
+        self.entries = [*negatives, *positives]
         # The uncond half goes first, as in diffusers' pipelines.
-        self.prompts = prepare_prompts(conditionings, inner.device, inner.dtype)
+        self.prompts = prepare_prompts(self.entries, inner.device, inner.dtype)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
+        outputs = self.inner.predict(x, sigma, self.prompts)
+        if self.weighted:
+            x0s = [self.inner.to_x0(x, sigma, o) for o in outputs]
+            cond = _area_average(x0s[self.split :], self.entries[self.split :], x)
+            if self.skip_uncond:
+                return cond
+            uncond = _area_average(x0s[: self.split], self.entries[: self.split], x)
+            return uncond + (cond - uncond) * self.cfg
         if self.skip_uncond:
-            (output,) = self.inner.predict(x, sigma, self.prompts)
+            (output,) = outputs
         else:
-            uncond, cond = self.inner.predict(x, sigma, self.prompts)
+            uncond, cond = outputs
             output = uncond + (cond - uncond) * self.cfg
         # Guiding the eps (or v) prediction equals guiding x0, as x0 is affine in it for a fixed
         # x; it also avoids the rounding of subtracting two x0 estimates that are both near x.
         return self.inner.to_x0(x, sigma, output)
+
+
+def _with_uncond_controls(
+    negatives: list[Conditioning], positives: list[Conditioning]
+) -> list[Conditioning]:
+    """Negative prompts without ControlNets get the positive's `to_uncond` ones (ComfyUI's old apply)."""
+    shared = tuple(a for p in positives for a in p.controls if a.to_uncond)
+    if not shared:
+        return negatives
+    return [n if n.controls else replace(n, controls=shared) for n in negatives]
+
+
+def _area_average(
+    x0s: Sequence[torch.Tensor], entries: Sequence[Conditioning], like: torch.Tensor
+) -> torch.Tensor:
+    """Sum of strength * area mask * x0 over the prompts, divided by the summed weights."""
+    total = torch.zeros_like(like)
+    weight = torch.full_like(like, 1e-37)  # ComfyUI's floor: uncovered cells predict 0
+    for x0, entry in zip(x0s, entries, strict=True):
+        mask = torch.zeros_like(like)
+        if entry.area is None:
+            mask += entry.strength
+        else:
+            height, width, top, left = entry.area
+            mask[..., top : top + height, left : left + width] = entry.strength
+        total += x0 * mask
+        weight += mask
+    return total / weight
 
 
 def prepare_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

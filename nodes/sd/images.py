@@ -56,11 +56,17 @@ def load_image(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def save_pngs(
-    pixels: torch.Tensor, folder: Path, prefix: str, text: dict[str, str], compress_level: int = 4
+    pixels: torch.Tensor,
+    folder: Path,
+    prefix: str,
+    text: dict[str, str],
+    compress_level: int = 4,
+    truncate: bool = False,
 ) -> list[str]:
     """Write each image as `<prefix>_00001.png`, numbering on from files already there.
 
-    `text` goes into PNG text chunks (the graph and the generation parameters, say).
+    `text` goes into PNG text chunks (the graph and the generation parameters, say). Values are
+    rounded to 8 bits, or truncated (as ComfyUI does) with `truncate`.
     """
     from PIL import Image, PngImagePlugin
 
@@ -72,12 +78,18 @@ def save_pngs(
     for key, value in text.items():
         info.add_text(key, value)
     names = []
-    array = (pixels.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    array = to_8bit(pixels, truncate).numpy()
     for index, image in enumerate(array):
         name = f"{stem}_{counter + index:05d}.png"
         Image.fromarray(image).save(subfolder / name, pnginfo=info, compress_level=compress_level)
         names.append((Path(prefix).parent / name).as_posix())
     return names
+
+
+def to_8bit(pixels: torch.Tensor, truncate: bool = False) -> torch.Tensor:
+    """[0, 1] floats as uint8: rounded, or truncated toward zero as ComfyUI's SaveImage does."""
+    scaled = pixels.detach().float().cpu().clamp(0, 1) * 255
+    return (scaled if truncate else scaled.round()).to(torch.uint8)
 
 
 def _next_counter(folder: Path, stem: str) -> int:

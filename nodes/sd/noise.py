@@ -79,3 +79,35 @@ def brownian_noise_sampler(
         return unit.to(device=like.device, dtype=like.dtype)
 
     return noise
+
+
+def comfy_brownian_noise_sampler(
+    seed: int, like: torch.Tensor, sigma_min: torch.Tensor, sigma_max: torch.Tensor
+) -> NoiseSampler:
+    """ComfyUI's CPU Brownian tree noise for SDE samplers: torchsde's BrownianTree seeded with `seed`.
+
+    It spans the schedule's smallest positive and largest sigma (float32, as ComfyUI keeps them),
+    and each increment W(sigma_next) - W(sigma) is divided by sqrt(|sigma_next - sigma|).
+    """
+    import warnings
+
+    import torchsde
+
+    start, end = sorted((sigma_min.detach().cpu().float(), sigma_max.detach().cpu().float()))
+    tree = torchsde.BrownianTree(
+        start, torch.zeros(like.shape, dtype=torch.float32), end, entropy=seed
+    )
+
+    def noise(sigma: float, sigma_next: float) -> torch.Tensor:
+        t0 = torch.as_tensor(sigma, dtype=torch.float32)
+        t1 = torch.as_tensor(sigma_next, dtype=torch.float32)
+        low, high = (t0, t1) if t0 <= t1 else (t1, t0)
+        sign = 1.0 if t1 >= t0 else -1.0
+        with warnings.catch_warnings():
+            # Queries past the ends are clamped by the tree, which also warns; ComfyUI's are too.
+            warnings.simplefilter("ignore")
+            increment = tree(low, high) * sign
+        unit = increment / (t1 - t0).abs().sqrt()
+        return unit.to(device=like.device, dtype=like.dtype)
+
+    return noise

@@ -63,6 +63,16 @@ class DiscreteSchedule:
         weight = weight.clamp(0.0, 1.0)
         return (1.0 - weight) * low + weight * high
 
+    def nearest_timestep(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The trained timestep whose log sigma is nearest each sigma's (ComfyUI's convention).
+
+        Compared in float32, the precision ComfyUI keeps its sigma table in.
+        """
+        log_sigmas = self.log_sigmas.to(torch.float32)
+        log_sigma = sigma.detach().to("cpu", torch.float32).clamp(min=1e-10).log()
+        distances = (log_sigma.reshape(-1, 1) - log_sigmas.reshape(1, -1)).abs()
+        return distances.argmin(dim=1).reshape(sigma.shape).to(torch.float64)
+
     def sigma(self, timestep: torch.Tensor) -> torch.Tensor:
         """The sigma at each (fractional) timestep, interpolating linearly in log sigma."""
         t = timestep.detach().to("cpu", torch.float64).clamp(0, len(self.sigmas) - 1)

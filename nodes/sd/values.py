@@ -6,7 +6,7 @@ tensor fields are typed for the checker only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from engine.ports import (
@@ -105,16 +105,31 @@ class ControlApplication:
     strength: float = 1.0
     start_percent: float = 0.0
     end_percent: float = 1.0
+    # Also guide the negative prompt when it has no ControlNet of its own (ComfyUI's old apply).
+    to_uncond: bool = False
 
 
 @binds(CONDITIONING)
 @dataclass(frozen=True, eq=False)
 class Conditioning:
-    """Encoded text, plus the ControlNets stacked onto it."""
+    """Encoded text, plus the ControlNets stacked onto it, an optional area, and combined prompts.
+
+    A combined conditioning is several prompts whose predictions the sampler averages, each
+    weighted by its strength inside its area (ComfyUI's list of conditionings).
+    """
 
     embeds: torch.Tensor  # (1, 77 * windows, D)
     pooled: torch.Tensor | None = None  # (1, D_pooled), SDXL only
     controls: tuple[ControlApplication, ...] = ()
+    # (height, width, y, x) in latent cells; None covers the whole latent.
+    area: tuple[int, int, int, int] | None = None
+    strength: float = 1.0
+    combined: tuple[Conditioning, ...] = ()
+
+    def entries(self) -> list[Conditioning]:
+        """Every prompt this conditioning stands for, itself first, without nesting."""
+        head = replace(self, combined=()) if self.combined else self
+        return [head, *(e for c in self.combined for e in c.entries())]
 
 
 @binds(LATENT)

@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 
+from server.comfy.routes import comfy_paths
 from server.messages import ClientMessage, ServerMessage
 from server.openapi import OPENAPI_FILE, openapi_document, render
 from server.routes import ROUTES
@@ -77,6 +78,7 @@ def test_the_server_serves_both_documents(server: RunningServer) -> None:
                 for r in server.app.router.routes()
                 if r.method != "HEAD" and r.resource is not None
             }
-            assert registered == {(r.method, r.path) for r in ROUTES}
+            # Besides ours, the app serves ComfyUI's protocol (server/comfy), documented as ComfyUI's.
+            assert registered == {(r.method, r.path) for r in ROUTES} | comfy_paths()
 
     asyncio.run(scenario())

@@ -1,0 +1,1 @@
+"""ComfyUI compatibility: its workflow formats converted onto our nodes through one mapping table."""

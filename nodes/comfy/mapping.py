@@ -1,0 +1,510 @@
+"""The one table from ComfyUI's node classes onto ours: types, input names, widget order, outputs.
+
+Each `ClassMapping` says which of our node types a ComfyUI `class_type` becomes, how its input
+names translate, the order of its widgets in an editor workflow's `widgets_values` (with the
+hidden "control after generate" slot), and which of our outputs each ComfyUI output index is.
+Values that are spelled differently (sampler names, "enable"/"disable") are translated by the
+functions in `VALUES`; a value we cannot honour is a `ValueProblem`, reported as a validation
+error on the node and input the user wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.errors import ErrorCode
+
+# Marks the hidden widget a seed carries in `widgets_values` ("fixed", "randomize", ...).
+CONTROL = "<control after generate>"
+# Marks LoadImage's upload button, whose value ("image") trails the file name.
+UPLOAD = "<upload>"
+CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", True, False})
+
+# Editor-only node types: they never run, the converter resolves them away.
+REROUTE = "Reroute"
+PRIMITIVE = "PrimitiveNode"
+NOTES = frozenset({"Note", "MarkdownNote"})
+# Keep the ComfyUI conventions (nearest timestep, CPU per-step noise from the seed, truncating
+# 8-bit PNGs) on in converted workflows, so that a seed gives ComfyUI's picture.
+SAMPLE_CONVENTION = {"convention": "comfyui"}
+SAVE_CONVENTION = {"quantize": "truncate"}
+
+
+class ValueProblem(ValueError):
+    """A ComfyUI value with no equivalent here; `code` is the validation error code to report."""
+
+    def __init__(self, message: str, code: ErrorCode = ErrorCode.VALUE_NOT_IN_CHOICES) -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class _Drop:
+    """Returned by a value translation when the input has no counterpart here and is fine to omit."""
+
+
+DROP = _Drop()
+
+
+@dataclass(frozen=True)
+class ClassMapping:
+    """How one ComfyUI class_type maps onto one of our node types."""
+
+    node_type: str
+    # ComfyUI input name -> our input name, in ComfyUI's declaration order.
+    inputs: Mapping[str, str]
+    # Our output name for each ComfyUI output index.
+    outputs: tuple[str, ...]
+    # Widget input names in `widgets_values` order, with CONTROL / UPLOAD markers.
+    widgets: tuple[str, ...] = ()
+    # ComfyUI inputs that may be absent (ComfyUI's optional ones, and trailing widgets newer
+    # versions added).
+    optional: frozenset[str] = frozenset()
+    # ComfyUI inputs we accept and ignore (they change nothing here).
+    ignored: frozenset[str] = frozenset()
+    # Our inputs set on every converted node.
+    constants: Mapping[str, Any] = field(default_factory=dict)
+    # ComfyUI's display name and category, for /object_info.
+    display_name: str = ""
+    category: str = ""
+    output_types: tuple[str, ...] = ()
+
+
+# --- Value translations. ---
+
+SAMPLER_ALIASES = {
+    # The _gpu variants only move the Brownian tree to the GPU; on the CPU they are the same.
+    "dpmpp_2m_sde_gpu": "dpmpp_2m_sde",
+    "dpmpp_sde_gpu": "dpmpp_sde",
+}
+
+
+def sampler_name(value: Any) -> Any:
+    """A ComfyUI sampler name as ours; one we lack is an error naming it."""
+    from nodes.sampling import SAMPLER_NAMES
+
+    name = SAMPLER_ALIASES.get(value, value) if isinstance(value, str) else value
+    if name not in SAMPLER_NAMES:
+        raise ValueProblem(
+            f"ComfyUI sampler {value!r} is not available here; use one of {', '.join(SAMPLER_NAMES)}"
+        )
+    return name
+
+
+def scheduler_name(value: Any) -> Any:
+    """A ComfyUI scheduler name as ours; one we lack is an error naming it."""
+    from nodes.sampling import SCHEDULER_NAMES
+
+    if value not in SCHEDULER_NAMES:
+        raise ValueProblem(
+            f"ComfyUI scheduler {value!r} is not available here; use one of {', '.join(SCHEDULER_NAMES)}"
+        )
+    return value
+
+
+def _switch(on: str, off: str) -> Callable[[Any], Any]:
+    def translate(value: Any) -> Any:
+        if value in (on, True):
+            return True
+        if value in (off, False):
+            return False
+        raise ValueProblem(f"{value!r} is not one of [{on!r}, {off!r}]")
+
+    return translate
+
+
+def no_crop(value: Any) -> Any:
+    """ComfyUI's `crop`: only "disabled" (plain resize) exists here."""
+    if value == "disabled":
+        return DROP
+    raise ValueProblem(f"crop {value!r} is not supported here; only 'disabled' is")
+
+
+def clip_layer(value: Any) -> Any:
+    """CLIPSetLastLayer's -1, -2, ... as our clip_skip 1, 2, ..."""
+    if isinstance(value, int) and not isinstance(value, bool) and -24 <= value <= -1:
+        return -value
+    raise ValueProblem(f"{value!r} must be a whole number from -24 to -1", ErrorCode.INVALID_TYPE)
+
+
+VALUES: Mapping[str, Callable[[Any], Any]] = {
+    "sampler_name": sampler_name,
+    "scheduler": scheduler_name,
+    "add_noise": _switch("enable", "disable"),
+    "return_with_leftover_noise": _switch("enable", "disable"),
+    "crop": no_crop,
+    "stop_at_clip_layer": clip_layer,
+}
+
+# --- The table. ---
+
+_SAMPLER_INPUTS = {
+    "model": "model",
+    "positive": "positive",
+    "negative": "negative",
+    "latent_image": "latent",
+    "steps": "steps",
+    "cfg": "cfg",
+    "sampler_name": "sampler",
+    "scheduler": "scheduler",
+}
+
+CLASSES: Mapping[str, ClassMapping] = {
+    "CheckpointLoaderSimple": ClassMapping(
+        "LoadCheckpoint",
+        {"ckpt_name": "checkpoint"},
+        ("model", "clip", "vae"),
+        widgets=("ckpt_name",),
+        display_name="Load Checkpoint",
+        category="loaders",
+        output_types=("MODEL", "CLIP", "VAE"),
+    ),
+    "CLIPTextEncode": ClassMapping(
+        "EncodeText",
+        {"text": "text", "clip": "clip"},
+        ("conditioning",),
+        widgets=("text",),
+        display_name="CLIP Text Encode (Prompt)",
+        category="conditioning",
+        output_types=("CONDITIONING",),
+    ),
+    # Resolved away by the converter: it sets clip_skip on the text encoders it feeds.
+    "CLIPSetLastLayer": ClassMapping(
+        "",
+        {"clip": "clip", "stop_at_clip_layer": "clip_skip"},
+        ("clip",),
+        widgets=("stop_at_clip_layer",),
+        display_name="CLIP Set Last Layer",
+        category="conditioning",
+        output_types=("CLIP",),
+    ),
+    "EmptyLatentImage": ClassMapping(
+        "EmptyLatent",
+        {"width": "width", "height": "height", "batch_size": "batch_size"},
+        ("latent",),
+        widgets=("width", "height", "batch_size"),
+        display_name="Empty Latent Image",
+        category="latent",
+        output_types=("LATENT",),
+    ),
+    "KSampler": ClassMapping(
+        "Sample",
+        {
+            "model": "model",
+            "seed": "seed",
+            "steps": "steps",
+            "cfg": "cfg",
+            "sampler_name": "sampler",
+            "scheduler": "scheduler",
+            "positive": "positive",
+            "negative": "negative",
+            "latent_image": "latent",
+            "denoise": "denoise",
+        },
+        ("latent",),
+        widgets=("seed", CONTROL, "steps", "cfg", "sampler_name", "scheduler", "denoise"),
+        constants=SAMPLE_CONVENTION,
+        display_name="KSampler",
+        category="sampling",
+        output_types=("LATENT",),
+    ),
+    "KSamplerAdvanced": ClassMapping(
+        "SampleSteps",
+        {
+            "model": "model",
+            "add_noise": "add_noise",
+            "noise_seed": "seed",
+            "steps": "steps",
+            "cfg": "cfg",
+            "sampler_name": "sampler",
+            "scheduler": "scheduler",
+            "positive": "positive",
+            "negative": "negative",
+            "latent_image": "latent",
+            "start_at_step": "start_at_step",
+            "end_at_step": "end_at_step",
+            "return_with_leftover_noise": "return_with_leftover_noise",
+        },
+        ("latent",),
+        widgets=(
+            "add_noise",
+            "noise_seed",
+            CONTROL,
+            "steps",
+            "cfg",
+            "sampler_name",
+            "scheduler",
+            "start_at_step",
+            "end_at_step",
+            "return_with_leftover_noise",
+        ),
+        constants=SAMPLE_CONVENTION,
+        display_name="KSampler (Advanced)",
+        category="sampling",
+        output_types=("LATENT",),
+    ),
+    "VAEDecode": ClassMapping(
+        "VAEDecode",
+        {"samples": "latent", "vae": "vae"},
+        ("image",),
+        display_name="VAE Decode",
+        category="latent",
+        output_types=("IMAGE",),
+    ),
+    "VAEEncode": ClassMapping(
+        "VAEEncode",
+        {"pixels": "image", "vae": "vae"},
+        ("latent",),
+        display_name="VAE Encode",
+        category="latent",
+        output_types=("LATENT",),
+    ),
+    "VAEDecodeTiled": ClassMapping(
+        "VAEDecodeTiled",
+        {"samples": "latent", "vae": "vae", "tile_size": "tile_size", "overlap": "overlap"},
+        ("image",),
+        widgets=("tile_size", "overlap", "temporal_size", "temporal_overlap"),
+        optional=frozenset({"overlap", "temporal_size", "temporal_overlap"}),
+        ignored=frozenset({"temporal_size", "temporal_overlap"}),
+        display_name="VAE Decode (Tiled)",
+        category="latent",
+        output_types=("IMAGE",),
+    ),
+    "VAEEncodeTiled": ClassMapping(
+        "VAEEncodeTiled",
+        {"pixels": "image", "vae": "vae", "tile_size": "tile_size", "overlap": "overlap"},
+        ("latent",),
+        widgets=("tile_size", "overlap", "temporal_size", "temporal_overlap"),
+        optional=frozenset({"overlap", "temporal_size", "temporal_overlap"}),
+        ignored=frozenset({"temporal_size", "temporal_overlap"}),
+        display_name="VAE Encode (Tiled)",
+        category="latent",
+        output_types=("LATENT",),
+    ),
+    "VAEEncodeForInpaint": ClassMapping(
+        "VAEEncodeForInpaint",
+        {"pixels": "image", "vae": "vae", "mask": "mask", "grow_mask_by": "grow_mask_by"},
+        ("latent",),
+        widgets=("grow_mask_by",),
+        display_name="VAE Encode (for Inpainting)",
+        category="latent/inpaint",
+        output_types=("LATENT",),
+    ),
+    "SetLatentNoiseMask": ClassMapping(
+        "SetLatentNoiseMask",
+        {"samples": "latent", "mask": "mask"},
+        ("latent",),
+        display_name="Set Latent Noise Mask",
+        category="latent/inpaint",
+        output_types=("LATENT",),
+    ),
+    "VAELoader": ClassMapping(
+        "LoadVAE",
+        {"vae_name": "vae"},
+        ("vae",),
+        widgets=("vae_name",),
+        display_name="Load VAE",
+        category="loaders",
+        output_types=("VAE",),
+    ),
+    "ControlNetLoader": ClassMapping(
+        "LoadControlNet",
+        {"control_net_name": "control_net"},
+        ("control_net",),
+        widgets=("control_net_name",),
+        display_name="Load ControlNet Model",
+        category="loaders",
+        output_types=("CONTROL_NET",),
+    ),
+    "ControlNetApply": ClassMapping(
+        "ApplyControlNetToPrompt",
+        {
+            "conditioning": "conditioning",
+            "control_net": "control_net",
+            "image": "image",
+            "strength": "strength",
+        },
+        ("conditioning",),
+        widgets=("strength",),
+        display_name="Apply ControlNet (OLD)",
+        category="conditioning/controlnet",
+        output_types=("CONDITIONING",),
+    ),
+    "ControlNetApplyAdvanced": ClassMapping(
+        "ApplyControlNet",
+        {
+            "positive": "positive",
+            "negative": "negative",
+            "control_net": "control_net",
+            "image": "image",
+            "strength": "strength",
+            "start_percent": "start_percent",
+            "end_percent": "end_percent",
+        },
+        ("positive", "negative"),
+        widgets=("strength", "start_percent", "end_percent"),
+        optional=frozenset({"vae"}),
+        ignored=frozenset({"vae"}),
+        display_name="Apply ControlNet",
+        category="conditioning/controlnet",
+        output_types=("CONDITIONING", "CONDITIONING"),
+    ),
+    "LoraLoader": ClassMapping(
+        "LoadLora",
+        {
+            "model": "model",
+            "clip": "clip",
+            "lora_name": "lora",
+            "strength_model": "strength_model",
+            "strength_clip": "strength_clip",
+        },
+        ("model", "clip"),
+        widgets=("lora_name", "strength_model", "strength_clip"),
+        display_name="Load LoRA",
+        category="loaders",
+        output_types=("MODEL", "CLIP"),
+    ),
+    "LoraLoaderModelOnly": ClassMapping(
+        "LoadLoraModelOnly",
+        {"model": "model", "lora_name": "lora", "strength_model": "strength_model"},
+        ("model",),
+        widgets=("lora_name", "strength_model"),
+        display_name="LoraLoaderModelOnly",
+        category="loaders",
+        output_types=("MODEL",),
+    ),
+    "LoadImage": ClassMapping(
+        "LoadImage",
+        {"image": "image"},
+        ("image", "mask"),
+        widgets=("image", UPLOAD),
+        ignored=frozenset({"upload"}),
+        optional=frozenset({"upload"}),
+        display_name="Load Image",
+        category="image",
+        output_types=("IMAGE", "MASK"),
+    ),
+    "LoadImageMask": ClassMapping(
+        "LoadImageMask",
+        {"image": "image", "channel": "channel"},
+        ("mask",),
+        widgets=("image", "channel", UPLOAD),
+        ignored=frozenset({"upload"}),
+        optional=frozenset({"upload"}),
+        display_name="Load Image (as Mask)",
+        category="mask",
+        output_types=("MASK",),
+    ),
+    "SaveImage": ClassMapping(
+        "SaveImage",
+        {"images": "images", "filename_prefix": "prefix"},
+        (),
+        widgets=("filename_prefix",),
+        constants=SAVE_CONVENTION,
+        display_name="Save Image",
+        category="image",
+    ),
+    "PreviewImage": ClassMapping(
+        "PreviewImage",
+        {"images": "images"},
+        (),
+        constants=SAVE_CONVENTION,
+        display_name="Preview Image",
+        category="image",
+    ),
+    "LatentUpscale": ClassMapping(
+        "UpscaleLatent",
+        {
+            "samples": "latent",
+            "upscale_method": "method",
+            "width": "width",
+            "height": "height",
+            "crop": "crop",
+        },
+        ("latent",),
+        widgets=("upscale_method", "width", "height", "crop"),
+        display_name="Upscale Latent",
+        category="latent",
+        output_types=("LATENT",),
+    ),
+    "LatentUpscaleBy": ClassMapping(
+        "UpscaleLatentBy",
+        {"samples": "latent", "upscale_method": "method", "scale_by": "scale_by"},
+        ("latent",),
+        widgets=("upscale_method", "scale_by"),
+        display_name="Upscale Latent By",
+        category="latent",
+        output_types=("LATENT",),
+    ),
+    "ImageScale": ClassMapping(
+        "ScaleImage",
+        {
+            "image": "image",
+            "upscale_method": "method",
+            "width": "width",
+            "height": "height",
+            "crop": "crop",
+        },
+        ("image",),
+        widgets=("upscale_method", "width", "height", "crop"),
+        display_name="Upscale Image",
+        category="image/upscaling",
+        output_types=("IMAGE",),
+    ),
+    "ImageScaleBy": ClassMapping(
+        "ScaleImageBy",
+        {"image": "image", "upscale_method": "method", "scale_by": "scale_by"},
+        ("image",),
+        widgets=("upscale_method", "scale_by"),
+        display_name="Upscale Image By",
+        category="image/upscaling",
+        output_types=("IMAGE",),
+    ),
+    "ConditioningCombine": ClassMapping(
+        "CombineConditioning",
+        {"conditioning_1": "first", "conditioning_2": "second"},
+        ("conditioning",),
+        display_name="Conditioning (Combine)",
+        category="conditioning",
+        output_types=("CONDITIONING",),
+    ),
+    "ConditioningSetArea": ClassMapping(
+        "SetConditioningArea",
+        {
+            "conditioning": "conditioning",
+            "width": "width",
+            "height": "height",
+            "x": "x",
+            "y": "y",
+            "strength": "strength",
+        },
+        ("conditioning",),
+        widgets=("width", "height", "x", "y", "strength"),
+        display_name="Conditioning (Set Area)",
+        category="conditioning",
+        output_types=("CONDITIONING",),
+    ),
+    "ConditioningZeroOut": ClassMapping(
+        "ZeroConditioning",
+        {"conditioning": "conditioning"},
+        ("conditioning",),
+        display_name="ConditioningZeroOut",
+        category="advanced/conditioning",
+        output_types=("CONDITIONING",),
+    ),
+}
+
+# Classes the converter removes, re-pointing their consumers at one of their inputs.
+PASS_THROUGH = {"CLIPSetLastLayer": "clip"}
+
+
+def comfy_input_of(class_type: str, our_input: str) -> str:
+    """The ComfyUI input name for one of our inputs of a converted node (ours if unmapped)."""
+    mapping = CLASSES.get(class_type)
+    if mapping is None:
+        return our_input
+    for theirs, ours in mapping.inputs.items():
+        if ours == our_input:
+            return theirs
+    return our_input

@@ -1,0 +1,100 @@
+"""Conditioning nodes: combine prompts, restrict one to an area, zero one out, old-style ControlNet."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from engine.context import RunContext
+from engine.node import Input, Node, Outputs, node
+from nodes.sd.values import Conditioning, ControlApplication, ControlNetModel, Image
+
+MAX_SIZE = 16384
+
+
+class ConditioningOut(Outputs):
+    conditioning: Conditioning
+
+
+@node("CombineConditioning", category="conditioning")
+class CombineConditioning(Node):
+    """Use two prompts at once: the sampler averages their predictions, each within its area."""
+
+    first: Conditioning = Input()
+    second: Conditioning = Input()
+
+    def run(self, ctx: RunContext) -> ConditioningOut:
+        combined = dataclasses.replace(
+            self.first, combined=(*self.first.combined, *self.second.entries())
+        )
+        return ConditioningOut(conditioning=combined)
+
+
+@node("SetConditioningArea", category="conditioning")
+class SetConditioningArea(Node):
+    """Apply a prompt only inside a rectangle (pixels, multiples of 8), weighted by strength."""
+
+    conditioning: Conditioning = Input()
+    width: int = Input(64, ge=64, le=MAX_SIZE, multiple_of=8, step=8)
+    height: int = Input(64, ge=64, le=MAX_SIZE, multiple_of=8, step=8)
+    x: int = Input(0, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
+    y: int = Input(0, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
+    strength: float = Input(1.0, ge=0.0, le=10.0, step=0.01)
+
+    def run(self, ctx: RunContext) -> ConditioningOut:
+        area = (self.height // 8, self.width // 8, self.y // 8, self.x // 8)
+        entries = [
+            dataclasses.replace(e, area=area, strength=self.strength)
+            for e in self.conditioning.entries()
+        ]
+        head = dataclasses.replace(entries[0], combined=tuple(entries[1:]))
+        return ConditioningOut(conditioning=head)
+
+
+@node("ZeroConditioning", category="conditioning")
+class ZeroConditioning(Node):
+    """The same conditioning with its embeddings (and SDXL pooled output) set to zero."""
+
+    conditioning: Conditioning = Input()
+
+    def run(self, ctx: RunContext) -> ConditioningOut:
+        entries = [
+            dataclasses.replace(
+                e,
+                embeds=e.embeds.new_zeros(e.embeds.shape),
+                pooled=None if e.pooled is None else e.pooled.new_zeros(e.pooled.shape),
+            )
+            for e in self.conditioning.entries()
+        ]
+        return ConditioningOut(
+            conditioning=dataclasses.replace(entries[0], combined=tuple(entries[1:]))
+        )
+
+
+@node("ApplyControlNetToPrompt", category="conditioning/controlnet")
+class ApplyControlNetToPrompt(Node):
+    """Guide with a ControlNet attached to one prompt; it also guides a negative that has none.
+
+    This is ComfyUI's original "Apply ControlNet"; `ApplyControlNet` sets both prompts explicitly.
+    """
+
+    conditioning: Conditioning = Input()
+    control_net: ControlNetModel = Input()
+    image: Image = Input()
+    strength: float = Input(1.0, ge=0.0, le=10.0, step=0.01)
+
+    def run(self, ctx: RunContext) -> ConditioningOut:
+        if self.strength == 0:
+            return ConditioningOut(conditioning=self.conditioning)
+        application = ControlApplication(
+            controlnet=self.control_net,
+            image=self.image.pixels[..., :3].permute(0, 3, 1, 2),  # (B, 3, H, W)
+            strength=self.strength,
+            to_uncond=True,
+        )
+        entries = [
+            dataclasses.replace(e, controls=(*e.controls, application))
+            for e in self.conditioning.entries()
+        ]
+        return ConditioningOut(
+            conditioning=dataclasses.replace(entries[0], combined=tuple(entries[1:]))
+        )
