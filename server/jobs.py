@@ -20,6 +20,7 @@ from typing import Any, Literal
 from engine.context import CancelToken
 from engine.errors import GraphValidationError
 from engine.executor import Executor
+from engine.validate import ValidatedGraph
 from server.files import with_view_urls
 from server.hub import EventHub
 from server.messages import (
@@ -76,6 +77,9 @@ class ActiveJob:
     log: list[JobEvent] = field(default_factory=list)
     cancel: CancelToken = field(default_factory=CancelToken)
     interrupt_reason: InterruptReason = "requested"
+    # The graph as validated on submission, while nothing has run since that could change its
+    # validity (a job that waits behind another is validated again when it starts).
+    validated: ValidatedGraph | None = None
 
     @property
     def last_seq(self) -> int:
@@ -155,6 +159,8 @@ class JobService:
             self._back += 1
             position = self._back
         job = ActiveJob(job_id, client_id, validated.document, now, position)
+        if self._running is None:
+            job.validated = validated
         ahead = sum(1 for other in self._pending.values() if other.position < position)
         queued = job_event(
             JobQueued(data=JobQueuedData(job_id=job_id, seq=1, time=now, position=ahead)),
@@ -256,13 +262,13 @@ class JobService:
                 await self._wake.wait()
                 continue
             del self._pending[job.job_id]
+            for waiting in self._pending.values():
+                waiting.validated = None  # they will run after this job: validate them again
             job.status, job.started_at = "running", time.time()
             self._running = job
             self._queue_changed()
             try:
-                await self._store.call(
-                    partial(JobStore.mark_running, job_id=job.job_id, started_at=job.started_at)
-                )
+                # The start is stored with the job's first events, in their transaction.
                 await self._thread.submit(partial(self._execute, job, job.last_seq))
             except Exception:
                 log.exception("job %s could not be run", job.job_id)
@@ -283,10 +289,12 @@ class JobService:
             self._store,
             lambda event: _call_soon(loop, self._on_published, event),
             lambda: job.interrupt_reason,
+            started_at=job.started_at,
         )
+        graph, job.validated = job.validated or job.graph, None
         try:
             self.executor.run(
-                job.graph, on_event=recorder.on_event, cancel=job.cancel, run_id=job.job_id
+                graph, on_event=recorder.on_event, cancel=job.cancel, run_id=job.job_id
             )
         except GraphValidationError as exc:
             # The graph was valid when queued; the models folder or the nodes changed since.

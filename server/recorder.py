@@ -1,7 +1,9 @@
 """Records a running job's engine events: number, encode, persist, then hand to the event loop.
 
 Runs on the worker thread. An event is committed to the store before it is published, so
-whatever a client saw can be replayed, also after a restart.
+whatever a client saw can be replayed, also after a restart. Events that the engine always
+follows at once with another (a run starting, the cached nodes, a node served from the cache)
+wait for that one and share its transaction: a run served wholly from the cache commits once.
 """
 
 from __future__ import annotations
@@ -38,10 +40,13 @@ class JobRecorder:
         store: StoreThread,
         publish: Callable[[JobEvent], None],
         interrupt_reason: Callable[[], InterruptReason],
+        started_at: float | None = None,
     ) -> None:
         self.job_id, self.client_id = job_id, client_id
         self.seq = last_seq
         self.finished = False
+        self._started_at = started_at  # recorded with the first commit
+        self._deferred: list[JobEvent] = []
         self._store = store
         self._publish = publish
         self._interrupt_reason = interrupt_reason
@@ -86,7 +91,12 @@ class JobRecorder:
             self.job_id, seq, event, self._interrupt_reason(), preview=frame is not None
         )
         outcome = self._outcome(event) if event.type in TERMINAL_EVENTS else None
-        self._commit(job_event(message, self.client_id, frame), outcome)
+        published = job_event(message, self.client_id, frame)
+        if outcome is None and _followed_at_once(event):
+            self._deferred.append(published)
+            self.seq = published.seq
+            return
+        self._commit(published, outcome)
 
     def _outcome(self, event: Any) -> JobOutcome:
         now = time.time()
@@ -101,8 +111,20 @@ class JobRecorder:
         )
 
     def _commit(self, event: JobEvent, outcome: JobOutcome | None) -> None:
-        stored = StoredEvent(event.seq, event.type, event.text)
-        self._store.call_blocking(lambda s: s.append_event(self.job_id, stored, outcome))
+        events, self._deferred = [*self._deferred, event], []
+        stored = [StoredEvent(e.seq, e.type, e.text) for e in events]
+        started_at, self._started_at = self._started_at, None
+        self._store.call_blocking(
+            lambda s: s.append_events(self.job_id, stored, outcome, started_at)
+        )
         self.seq = event.seq
         self.finished = self.finished or outcome is not None
-        self._publish(event)
+        for published in events:
+            self._publish(published)
+
+
+def _followed_at_once(event: Any) -> bool:
+    """Engine events that another always follows without any work in between."""
+    return event.type in ("run_started", "nodes_cached") or (
+        event.type == "node_finished" and event.cached
+    )

@@ -156,8 +156,21 @@ class JobStore:
 
     def append_event(self, job_id: str, event: StoredEvent, outcome: JobOutcome | None) -> None:
         """Log an event; a terminal event also records the job's outcome, atomically."""
+        self.append_events(job_id, [event], outcome)
+
+    def append_events(
+        self,
+        job_id: str,
+        events: list[StoredEvent],
+        outcome: JobOutcome | None,
+        started_at: float | None = None,
+    ) -> None:
+        """Log events, in one transaction with the job's start (if given) and outcome (if ended)."""
         with self._transaction():
-            self._insert_event(job_id, event)
+            if started_at is not None:
+                self.mark_running(job_id, started_at)
+            for event in events:
+                self._insert_event(job_id, event)
             if outcome is not None:
                 self._db.execute(
                     "UPDATE jobs SET status = ?, finished_at = ?, executed = ?, cached = ?, "

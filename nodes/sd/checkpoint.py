@@ -53,6 +53,8 @@ from nodes.sd.values import (
 if TYPE_CHECKING:
     import torch
 
+    from nodes.sd.streaming import Convert, TensorSource
+
 # huggingface_hub reads this when first imported; the loaders below also pass local_files_only.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -130,6 +132,40 @@ def read_state_dict(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str
         return _read_safetensors(file), metadata
     if head[:2] == b"PK" or head[:1] == b"\x80":
         return _read_pickle(file), {}
+    raise CheckpointError(
+        f"{file.name} is neither a safetensors file nor a PyTorch checkpoint "
+        f"(it starts with bytes {head[:8].hex()})",
+        code="corrupt",
+        path=file,
+    )
+
+
+def open_tensors(path: str | Path) -> TensorSource:
+    """A file's tensors to stream from: shapes now, data one tensor at a time (see streaming.py).
+
+    .safetensors files are read lazily, tensor by tensor. Pickles (.ckpt/.pt/.bin) are loaded
+    whole first (`weights_only=True`), as `read_state_dict` does: the simpler path, so a .ckpt
+    load briefly holds the file's tensors and the model.
+    """
+    from nodes.sd.streaming import DictSource, SafetensorsSource
+
+    file = Path(path)
+    if not file.is_file():
+        raise CheckpointError(
+            f"{file} does not exist or is not a file", code="not_found", path=file
+        )
+    with file.open("rb") as handle:
+        head = handle.read(9)
+    if len(head) == 9 and head[8:9] == b"{":
+        _safetensors_metadata(file)  # names truncation before the library can
+        try:
+            return SafetensorsSource(file)
+        except Exception as error:  # safetensors raises its own error types for every defect
+            raise CheckpointError(
+                f"{file.name} could not be read as safetensors: {error}", code="corrupt", path=file
+            ) from None
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        return DictSource(_read_pickle(file))
     raise CheckpointError(
         f"{file.name} is neither a safetensors file nor a PyTorch checkpoint "
         f"(it starts with bytes {head[:8].hex()})",
@@ -361,8 +397,11 @@ def _schedule(scheduler: Mapping[str, Any]) -> NoiseSchedule:
 def _empty(factory: Callable[[], Any]) -> Any:
     """Build a module with its parameters on the meta device: no memory, no random init."""
     from accelerate import init_empty_weights
+    from transformers.initialization import no_init_weights
 
-    with init_empty_weights():
+    # Random init on meta tensors computes nothing but still costs ~0.5 s of Python for CLIP;
+    # no_init_weights skips it (it swaps torch's init functions while the model is built).
+    with init_empty_weights(), no_init_weights():
         return factory()
 
 
@@ -403,6 +442,22 @@ def load_strict(
 
     `unused` lists source keys the converter did not consume; they count as unexpected.
     """
+    given = check_fit(model, weights, component=component, path=path, unused=unused)
+    model.load_state_dict(given, strict=True, assign=True)
+
+
+def check_fit(
+    model: Any,
+    weights: Mapping[str, torch.Tensor | None],
+    *,
+    component: str,
+    path: str | Path | None = None,
+    unused: Iterable[str] = (),
+) -> dict[str, torch.Tensor]:
+    """The weights `model` takes, if keys and shapes match exactly; else name every difference.
+
+    Only shapes are compared, so `weights` may be meta tensors.
+    """
     expected = model.state_dict()
     given = {
         k: v
@@ -436,7 +491,38 @@ def load_strict(
             unexpected=unexpected,
             mis_shaped=mis_shaped,
         )
-    model.load_state_dict(given, strict=True, assign=True)
+    return given
+
+
+def load_streaming(
+    model: Any,
+    source: TensorSource,
+    keys: Iterable[str],
+    convert: Convert,
+    placement: tuple[torch.device, torch.dtype],
+    *,
+    component: str,
+    path: Path,
+    dropped: frozenset[str] = frozenset(),
+) -> None:
+    """Fill `model` (built on meta) with `convert` of the source `keys`, strictly, one tensor at a time.
+
+    Every key and shape is checked on meta tensors before the bulk of the data is read; see
+    `nodes/sd/streaming.py` for how the converter's output is traced back to the file.
+    """
+    from nodes.sd.streaming import caster, resolve_computed, stream_views, trace
+
+    keys = list(keys)
+    cast = caster(*placement)
+    conversion = trace(source, keys, convert)
+    resolve_computed(conversion, source, keys, convert, cast)
+    unused = [
+        k
+        for k in conversion.unused
+        if k not in dropped and source[k].numel() and not k.endswith(HARMLESS_SUFFIXES)
+    ]
+    given = check_fit(model, conversion.targets, component=component, path=path, unused=unused)
+    stream_views(model, conversion, source, set(given), cast)
 
 
 def _unused_keys(source: Mapping[str, torch.Tensor], converted: Mapping[str, Any]) -> list[str]:
@@ -497,7 +583,24 @@ def load_checkpoint(
             file, prediction_type=prediction_type, device=device, dtype=dtype
         )
     started = time.perf_counter()
-    state_dict, metadata = read_state_dict(file)
+    source = open_tensors(file)
+    try:
+        return _load_single_file(file, source, config, prediction_type, device, dtype, started)
+    finally:
+        source.close()
+
+
+def _load_single_file(
+    file: Path,
+    state_dict: TensorSource,
+    config: Mapping[str, Any] | str | Path | None,
+    prediction_type: Prediction | None,
+    device: str | torch.device | None,
+    dtype: str | torch.dtype | None,
+    started: float,
+) -> Checkpoint:
+    """load_checkpoint for one file: `state_dict` gives meta tensors, and data when read."""
+    metadata = state_dict.metadata
     try:
         kind = detect_family(state_dict)
     except CheckpointError as error:
@@ -514,7 +617,12 @@ def load_checkpoint(
     conv_in = state_dict.get(f"{UNET_PREFIX}input_blocks.0.0.weight")
     in_channels = int(conv_in.shape[1]) if conv_in is not None else 4
     prediction = prediction_type or (given or {}).get("prediction_type")
-    prediction = prediction or detect_prediction_type(file, state_dict, family, in_channels)
+    if prediction is None:
+        sentinel = UNET_PREFIX + SD2_V_SENTINEL
+        evidence: Mapping[str, Any] = state_dict
+        if family == "sd2" and sentinel in state_dict:  # the heuristic reads this tensor's values
+            evidence = {**state_dict, sentinel: state_dict.read(sentinel)}
+        prediction = detect_prediction_type(file, evidence, family, in_channels)
     if prediction not in ("epsilon", "v_prediction"):
         raise CheckpointError(
             f"{file.name}: unknown prediction type {prediction!r}; use epsilon or v_prediction",
@@ -538,9 +646,11 @@ def load_checkpoint(
     _require(configs, components + (["text_encoder_2"] if family == "sdxl" else []), file)
 
     placement = resolve_placement(device, dtype)
-    unet = _load_ldm_unet(state_dict, configs["unet"], file)
-    vae = _load_ldm_vae(state_dict, configs["vae"], file)
-    text_encoder, text_encoder_2 = _load_ldm_text_encoders(state_dict, configs, family, file)
+    unet = _load_ldm_unet(state_dict, configs["unet"], file, placement)
+    vae = _load_ldm_vae(state_dict, configs["vae"], file, placement)
+    text_encoder, text_encoder_2 = _load_ldm_text_encoders(
+        state_dict, configs, family, file, placement
+    )
     scaling = float(configs["vae"].get("scaling_factor", SCALING_FACTOR[family]))
     log.info(
         "loaded %s checkpoint %s (%s, %s configs) in %.2f s",
@@ -571,69 +681,107 @@ def load_checkpoint(
 
 
 def _load_ldm_unet(
-    state_dict: dict[str, torch.Tensor], config: Mapping[str, Any], file: Path
+    state_dict: TensorSource,
+    config: Mapping[str, Any],
+    file: Path,
+    placement: tuple[torch.device, torch.dtype],
 ) -> Any:
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-    source = _under(state_dict, UNET_PREFIX)
-    converted = convert_ldm_unet_checkpoint(source, dict(config))
     model = _build_unet(config)
-    load_strict(
-        model, converted, component="UNet", path=file, unused=_unused_keys(source, converted)
+    load_streaming(
+        model,
+        state_dict,
+        _under(state_dict, UNET_PREFIX),
+        lambda source: convert_ldm_unet_checkpoint(source, dict(config)),
+        placement,
+        component="UNet",
+        path=file,
     )
     return model
 
 
 def _load_ldm_vae(
-    state_dict: dict[str, torch.Tensor], config: Mapping[str, Any], file: Path
+    state_dict: TensorSource,
+    config: Mapping[str, Any],
+    file: Path,
+    placement: tuple[torch.device, torch.dtype],
 ) -> Any:
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    source = _under(state_dict, VAE_PREFIX)
-    if not source:
+    keys = _under(state_dict, VAE_PREFIX)
+    if not keys:
         raise CheckpointError(
             f"{file.name} has no VAE weights (no key starts with {VAE_PREFIX!r})",
             code="missing_component",
             path=file,
         )
-    converted = convert_ldm_vae_checkpoint(source, dict(config))
     model = _build_vae(config)
-    load_strict(
-        model, converted, component="VAE", path=file, unused=_unused_keys(source, converted)
+    load_streaming(
+        model,
+        state_dict,
+        keys,
+        lambda source: convert_ldm_vae_checkpoint(source, dict(config)),
+        placement,
+        component="VAE",
+        path=file,
     )
     return model
 
 
 def _load_ldm_text_encoders(
-    state_dict: dict[str, torch.Tensor], configs: Mapping[str, Any], family: Family, file: Path
+    state_dict: TensorSource,
+    configs: Mapping[str, Any],
+    family: Family,
+    file: Path,
+    placement: tuple[torch.device, torch.dtype],
 ) -> tuple[Any, Any | None]:
     from diffusers.loaders.single_file_utils import (
         convert_ldm_clip_checkpoint,
         convert_open_clip_checkpoint,
     )
 
+    def load(
+        model: Any, prefix: str, convert: Convert, component: str, dropped: frozenset[str]
+    ) -> Any:
+        keys = _under(state_dict, prefix)
+        if not keys:
+            raise CheckpointError(
+                f"{file.name} has no {component} weights", code="missing_component", path=file
+            )
+        aligned: Convert = lambda source: _match_text_model_prefix(convert(source), model)  # noqa: E731
+        load_streaming(
+            model, state_dict, keys, aligned, placement, component=component, path=file,
+            dropped=dropped,
+        )  # fmt: skip
+        return model
+
+    def open_clip(model: Any, prefix: str) -> Convert:
+        return lambda source: convert_open_clip_checkpoint(model, source, prefix=prefix)
+
     if family == "sd2":
         model = _build_text_encoder(configs["text_encoder"], with_projection=False)
-        source = _under(state_dict, OPEN_CLIP_H_PREFIX)
-        converted = convert_open_clip_checkpoint(model, source, prefix=OPEN_CLIP_H_PREFIX)
-        _load_clip(
-            model, source, converted, "text encoder (OpenCLIP-H)", file, dropped=_SD2_DROPPED
-        )
+        load(
+            model, OPEN_CLIP_H_PREFIX, open_clip(model, OPEN_CLIP_H_PREFIX),
+            "text encoder (OpenCLIP-H)", _SD2_DROPPED,
+        )  # fmt: skip
         return model, None
 
     prefix = SDXL_CLIP_L_PREFIX if family == "sdxl" else CLIP_L_PREFIX
     model = _build_text_encoder(configs["text_encoder"], with_projection=False)
-    source = _under(state_dict, prefix)
     # Old files store CLIP-L without the `text_model.` level; the converter only strips the prefix.
-    converted = convert_ldm_clip_checkpoint(source, remove_prefix=prefix)
-    _load_clip(model, source, converted, "text encoder (CLIP-L)", file)
+    load(
+        model, prefix, lambda source: convert_ldm_clip_checkpoint(source, remove_prefix=prefix),
+        "text encoder (CLIP-L)", frozenset(),
+    )  # fmt: skip
     if family != "sdxl":
         return model, None
 
     model_2 = _build_text_encoder(configs["text_encoder_2"], with_projection=True)
-    source_2 = _under(state_dict, SDXL_CLIP_G_PREFIX)
-    converted_2 = convert_open_clip_checkpoint(model_2, source_2, prefix=SDXL_CLIP_G_PREFIX)
-    _load_clip(model_2, source_2, converted_2, "text encoder 2 (OpenCLIP-G)", file)
+    load(
+        model_2, SDXL_CLIP_G_PREFIX, open_clip(model_2, SDXL_CLIP_G_PREFIX),
+        "text encoder 2 (OpenCLIP-G)", frozenset(),
+    )  # fmt: skip
     return model, model_2
 
 
@@ -650,23 +798,6 @@ def _sd2_dropped() -> frozenset[str]:
 
 
 _SD2_DROPPED = _sd2_dropped()
-
-
-def _load_clip(
-    model: Any,
-    source: dict[str, torch.Tensor],
-    converted: dict[str, Any],
-    component: str,
-    file: Path,
-    dropped: frozenset[str] = frozenset(),
-) -> None:
-    if not source:
-        raise CheckpointError(
-            f"{file.name} has no {component} weights", code="missing_component", path=file
-        )
-    unused = [k for k in _unused_keys(source, converted) if k not in dropped]
-    weights = _match_text_model_prefix(converted, model)
-    load_strict(model, weights, component=component, path=file, unused=unused)
 
 
 # --- diffusers folders ---------------------------------------------------------------------------
