@@ -86,6 +86,14 @@ class OutputCache:
         with self._lock:
             self._pins[key] += 1
 
+    def pin_if_present(self, key: str) -> bool:
+        """Pin an entry if it is cached, atomically; returns whether it was."""
+        with self._lock:
+            if key not in self._entries:
+                return False
+            self._pins[key] += 1
+            return True
+
     def unpin(self, key: str) -> None:
         """Release one pin; an entry with no pins left may be evicted."""
         with self._lock:

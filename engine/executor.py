@@ -113,12 +113,11 @@ class _Run:
     def execute(self) -> RunResult:
         started = time.perf_counter()
         keys, order = self.plan.keys, self.plan.order
-        cached = [n for n in order if keys[n] in self.cache]
+        # Pin before asking what is cached: a concurrent `clear` (POST /free) skips pinned
+        # entries, so an entry seen here is still there when the run reads it.
+        cached = [n for n in order if self._pin_if_cached(keys[n])]
         to_run = self._nodes_to_run(set(cached))
         remaining = {n: sum(1 for c in self.plan.consumers[n] if c in to_run) for n in order}
-        for node_id in order:
-            if node_id not in to_run and keys[node_id] in self.cache:
-                self._pin(keys[node_id])
         self.emit(RunStarted(run_id=self.run_id, nodes=order))
         self.emit(NodesCached(run_id=self.run_id, nodes=cached))
         for node_id in self.plan.targets:
@@ -133,6 +132,8 @@ class _Run:
                 current = node_id
                 self.cancel.raise_if_cancelled()
                 self._run_node(self.graph.nodes[node_id])
+                # A node that ignored an interrupt (a model load) is the one it arrived in.
+                self.cancel.raise_if_cancelled()
                 self._release_inputs(self.graph.nodes[node_id], remaining)
             current = None
             result = self._result("finished", cached)
@@ -155,7 +156,11 @@ class _Run:
             assert current is not None, "only nodes raise inside the run loop"
             failure = _failure(self.graph.nodes[current], exc)
             log.error(
-                "node %s (%s) failed: %s", failure.node_id, failure.node_type, failure.message
+                "node %s (%s) failed: %s",
+                failure.node_id,
+                failure.node_type,
+                failure.message,
+                extra={"node_failure": True},
             )
             self.emit(RunFailed(run_id=self.run_id, error=failure, executed=self.executed))
             return RunResult(self.run_id, "failed", self.executed, cached, error=failure)
@@ -229,6 +234,12 @@ class _Run:
     def _pin(self, key: str) -> None:
         self.cache.pin(key)
         self.pinned[key] += 1
+
+    def _pin_if_cached(self, key: str) -> bool:
+        if self.cache.pin_if_present(key):
+            self.pinned[key] += 1
+            return True
+        return False
 
     def _finished(
         self, node_id: str, ui: dict[str, Any] | None, *, cached: bool = False, seconds: float = 0.0

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from engine.config import Paths
 from engine.errors import ErrorCode, GraphError, GraphValidationError
-from engine.graph import GraphFile, parse_graph, split_link
+from engine.graph import GraphFile, parse_graph_partially, split_link
 from engine.node import ChoiceError, InputSpec, Node
 from engine.ports import port_by_name
 from engine.registry import Registry
@@ -49,8 +49,9 @@ class ValidatedGraph:
 
 def validate_graph(document: Any, registry: Registry, paths: Paths | None = None) -> ValidatedGraph:
     """Check a graph document against the registry; raises GraphValidationError listing every error."""
-    graph = parse_graph(document)
-    errors: list[GraphError] = []
+    graph, errors = parse_graph_partially(document)
+    if graph is None:
+        raise GraphValidationError(errors)
     bound: dict[str, BoundNode] = {}
     for position, (node_id, entry) in enumerate(graph.nodes.items()):
         cls = registry.get(entry.type)
@@ -143,6 +144,8 @@ def _check_link(
 ) -> tuple[str, str] | GraphError:
     source_id, output_name = split_link(link)
     source_entry = graph.nodes.get(source_id)
+    if source_entry is None and source_id in graph.broken_nodes:
+        return source_id, output_name  # its structure error is already reported
     if source_entry is None:
         return GraphError(
             code=ErrorCode.LINK_TO_MISSING_NODE,
@@ -252,7 +255,14 @@ def _targets(
     graph: GraphFile, bound: dict[str, BoundNode], registry: Registry
 ) -> tuple[list[str], list[GraphError]]:
     if graph.outputs is not None:
-        missing = [n for n in graph.outputs if n not in graph.nodes]
+        if not graph.outputs:
+            return [], [
+                GraphError(
+                    code=ErrorCode.NO_OUTPUT_NODE,
+                    message='"outputs" is empty, so nothing would run; list node ids or leave it out',
+                )
+            ]
+        missing = [n for n in graph.outputs if n not in graph.nodes and n not in graph.broken_nodes]
         errors = [
             GraphError(
                 code=ErrorCode.UNKNOWN_OUTPUT_NODE,
@@ -264,7 +274,7 @@ def _targets(
         return [n for n in graph.outputs if n in graph.nodes], errors
     targets = [n for n, b in bound.items() if b.cls.spec.output_node]
     unknown_types = any(e.type not in registry for e in graph.nodes.values())
-    if not targets and not unknown_types:
+    if not targets and not unknown_types and not graph.broken_nodes:
         return [], [
             GraphError(
                 code=ErrorCode.NO_OUTPUT_NODE,

@@ -12,7 +12,7 @@ import sys
 from aiohttp import web
 
 from engine.config import Paths
-from server.settings import ServerSettings, is_loopback
+from server.settings import ServerSettings, is_loopback, token_problem
 
 TOKEN_ENV = "LATENTGRAPH_TOKEN"
 # Comma-separated origins besides the server's own that may drive it (an editor served elsewhere).
@@ -26,6 +26,9 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
     """Serve the API on `args.host`:`args.port`; refuses a non-loopback address without a token."""
     token = args.token or os.environ.get(TOKEN_ENV) or None
     origins = frozenset(o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip())
+    if token is not None and (problem := token_problem(token)) is not None:
+        print(f"refusing --token (or ${TOKEN_ENV}): {problem}", file=sys.stderr)
+        return EXIT_REFUSED
     settings = ServerSettings(host=args.host, port=args.port, token=token, allowed_origins=origins)
     if not is_loopback(settings.host) and settings.token is None:
         print(
@@ -47,7 +50,9 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
 
 
 async def _run(app: web.Application, settings: ServerSettings, paths: Paths) -> int:
-    runner = web.AppRunner(app, access_log=None)
+    from server.app import make_runner
+
+    runner = make_runner(app)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -21,8 +21,16 @@ _CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    429: "too_many_requests",
+    431: "headers_too_large",
 }
+
+
+def error_code(status: int) -> str:
+    """The `error` field for a status aiohttp or the protocol layer raised."""
+    return _CODES.get(status, "error")
 
 
 class ApiError(Exception):

@@ -81,7 +81,10 @@ def resolve_inside(root: Path, subfolder: str, filename: str) -> Path:
     check_name(filename)
     parts = subfolder_parts(subfolder)
     real_root = root.resolve()
-    path = real_root.joinpath(*parts, filename).resolve(strict=True)
+    try:
+        path = real_root.joinpath(*parts, filename).resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way, not as OSError
+        raise FileNotFoundError(filename) from None
     if not path.is_relative_to(real_root):
         raise OutsideFolder(f"{filename} resolves outside the {root.name} folder")
     if not path.is_file():
@@ -224,8 +227,8 @@ def save_upload(
         candidates.insert(0, known)
     for name in candidates:
         path = folder / name
-        if path.is_symlink():
-            continue
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            continue  # a folder (or anything else) under this name: never write over it
         if path.is_file():
             if _sha256(path) == info.sha256:
                 return name, True
@@ -235,7 +238,12 @@ def save_upload(
         _write_atomically(path, data)
         return name, False
     name = f"{stem}-{info.sha256}{info.extension}"
-    _write_atomically(folder / name, data)
+    path = folder / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UnsafePath(f"every name for {stem!r} is taken by a folder or link; rename the file")
+    if path.is_file() and _sha256(path) == info.sha256:
+        return name, True
+    _write_atomically(path, data)
     return name, False
 
 

@@ -30,10 +30,30 @@ class ServerSettings:
     # How long shutdown waits for the running job to stop at its next step.
     shutdown_grace_s: float = 10.0
 
+    def __post_init__(self) -> None:
+        if self.token is not None and (problem := token_problem(self.token)) is not None:
+            raise ValueError(problem)
+
     @property
     def max_request_bytes(self) -> int:
         """aiohttp's `client_max_size`: the largest body any route reads into memory."""
         return max(self.max_json_bytes, self.max_upload_bytes) + MIB
+
+
+MIN_TOKEN_CHARS = 16
+
+
+def token_problem(token: str) -> str | None:
+    """Why a bearer token is too weak to guard the server, or None if it will do."""
+    if token != token.strip() or any(c.isspace() for c in token):
+        return "the token may not contain spaces"
+    if len(token) < MIN_TOKEN_CHARS:
+        return f"the token must be at least {MIN_TOKEN_CHARS} characters long"
+    if len(set(token)) < 4:
+        return "the token is too repetitive to be guessed slowly"
+    if not token.isprintable() or not token.isascii():
+        return "the token must be printable ASCII"
+    return None
 
 
 def is_loopback(host: str) -> bool:

@@ -15,6 +15,7 @@ from collections import deque
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
+from engine.documents import DocumentError, parse_json
 from server.errors import ApiError
 from server.hub import MAX_SUBSCRIPTIONS
 from server.messages import (
@@ -155,8 +156,20 @@ async def close_all(svc: Services) -> None:
 
 
 async def _handle(svc: Services, conn: WsConnection, text: str) -> None:
+    """Answer one client message; nothing a client sends can break the connection's stream."""
     try:
-        message = client_message_adapter.validate_json(text)
+        await _handle_message(svc, conn, text)
+    except Exception:
+        log.exception("websocket message from client %s failed", conn.client_id)
+        _error(svc, conn, "internal_error", "the server could not handle this message")
+
+
+async def _handle_message(svc: Services, conn: WsConnection, text: str) -> None:
+    try:
+        message = client_message_adapter.validate_python(parse_json(text, "the message"))
+    except DocumentError as exc:
+        _error(svc, conn, "bad_message", str(exc))
+        return
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()
