@@ -15,7 +15,7 @@ from typing import Any, Literal
 from engine.cache import CacheEntry, OutputCache
 from engine.config import Paths
 from engine.context import CancelToken, Interrupted, RunContext
-from engine.errors import NodeFailure, NodeInputError
+from engine.errors import NodeFailure, NodeInputError, ResourceLimitError
 from engine.events import (
     NodeFinished,
     NodesCached,
@@ -28,6 +28,7 @@ from engine.events import (
 from engine.node import Node
 from engine.plan import Plan, plan_run
 from engine.registry import Registry, default_registry
+from engine.resources import memory_problem
 from engine.validate import BoundNode, ValidatedGraph, validate_graph
 
 log = logging.getLogger(__name__)
@@ -196,6 +197,11 @@ class _Run:
             emit=self.emit,
             graph=self.graph.document,
         )
+        need = instance.memory_estimate()
+        if need is not None:
+            problem = memory_problem(*need)
+            if problem is not None:
+                raise ResourceLimitError(problem)
         result = instance.run(ctx)
         if not isinstance(result, bound.cls.outputs_class):
             raise NodeOutputError(

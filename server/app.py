@@ -49,7 +49,13 @@ def _lifecycle(
         store = StoreThread(database_path(paths.output))
         await store.open()
         hub = EventHub()
-        jobs = JobService(executor, store, hub)
+        jobs = JobService(
+            executor,
+            store,
+            hub,
+            history_max_jobs=settings.history_max_jobs,
+            history_max_age_s=settings.history_max_age_s,
+        )
         await jobs.start()
         app[SERVICES] = Services(settings, paths, executor, store, hub, jobs)
         log.info("job database: %s", store.path)

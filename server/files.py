@@ -121,6 +121,30 @@ def _with_url(item: Any) -> Any:
     return {**item, "url": view_url(item["filename"], str(item.get("subfolder", "")), folder)}
 
 
+def delete_outputs(root: Path, outputs: dict[str, Any]) -> list[str]:
+    """Delete the output-folder files a job's UI results name; returns the ones removed.
+
+    Each name goes through the same checks as the view route, so a stored result can never
+    make this delete anything outside the output folder.
+    """
+    deleted = []
+    for ui in outputs.values():
+        for items in (ui or {}).values():
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or item.get("type", "output") != "output":
+                    continue
+                subfolder, filename = str(item.get("subfolder", "")), item.get("filename")
+                if not isinstance(filename, str):
+                    continue
+                try:
+                    path = resolve_inside(root, subfolder, filename)
+                    path.unlink()
+                except (UnsafePath, OutsideFolder, OSError):
+                    continue
+                deleted.append(f"{subfolder}/{filename}" if subfolder else filename)
+    return deleted
+
+
 def content_type(path: Path) -> str | None:
     """The image MIME type for a file name, or None for anything else (served as a download)."""
     return MIME_TYPES.get(path.suffix.lower())

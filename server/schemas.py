@@ -158,6 +158,13 @@ class CancelResult(BaseModel):
     outcome: Literal["cancelled", "interrupting"]
 
 
+class JobDeleted(BaseModel):
+    """A finished job that was forgotten, and the output files of it that were deleted."""
+
+    job_id: str
+    deleted_files: list[str] = Field(description="Output files removed, relative to the folder.")
+
+
 class QueueCleared(BaseModel):
     """The pending jobs that were cancelled."""
 

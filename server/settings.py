@@ -5,6 +5,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass, field
 
+from engine.limits import limits
+
 API_PREFIX = "/api/v1"
 LOOPBACK_HOSTNAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 MIB = 1024 * 1024
@@ -24,9 +26,16 @@ class ServerSettings:
     allowed_origins: frozenset[str] = field(default_factory=frozenset)
     max_json_bytes: int = 8 * MIB
     max_upload_bytes: int = 20 * MIB
-    max_upload_pixels: int = 64 * 1024 * 1024
+    # The engine's pixel limit by default, checked from the header before anything is decoded.
+    max_upload_pixels: int = field(default_factory=lambda: limits().max_pixels)
     # Frames a websocket client may fall behind by before it is disconnected (it can resume).
     ws_max_queued: int = 20_000
+    # Open websocket connections at once; more get a 429 until one closes.
+    ws_max_connections: int = 64
+    # Finished jobs kept in the history (the newest); older ones are forgotten, their files kept.
+    history_max_jobs: int = 10_000
+    # Seconds a finished job stays in the history; None keeps it until the count limit.
+    history_max_age_s: float | None = None
     # How long shutdown waits for the running job to stop at its next step.
     shutdown_grace_s: float = 10.0
 

@@ -33,14 +33,38 @@ def load_image(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixels (B, H, W, 3) in [0, 1] and mask (B, H, W), 1 where alpha is 0; frames become a batch."""
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+    from engine.limits import limits
+
+    allowed = limits().max_pixels
     try:
         with Image.open(path) as opened:
+            # Image.open reads only the header: refuse before decoding what cannot fit.
+            width, height = opened.size
+            frame_count = getattr(opened, "n_frames", 1)
+            if width * height > allowed:
+                raise ImageFileError(
+                    f"{path.name} is {width}x{height}, more than the {allowed:,} pixels allowed "
+                    "(LATENTGRAPH_MAX_PIXELS)"
+                )
+            if width * height * frame_count > allowed * 4:
+                raise ImageFileError(
+                    f"{path.name} has {frame_count} frames of {width}x{height}, too many to load"
+                )
             frames = [
                 ImageOps.exif_transpose(frame.copy()) for frame in ImageSequence.Iterator(opened)
             ]
+    except ImageFileError:
+        raise
     except FileNotFoundError:
         raise ImageFileError(f"{path.name} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
         raise ImageFileError(f"{path.name} is not a readable image ({exc})") from None
     size = frames[0].size
     frames = [f for f in frames if f.size == size]  # frames of another size cannot share a batch

@@ -252,3 +252,115 @@ def test_websocket_messages_that_break_encoding_get_errors_not_a_broken_stream(
                 assert message["data"] == {"ok": 1}
 
     asyncio.run(scenario())
+
+
+async def _submit_and_wait(http: aiohttp.ClientSession, url: str, document: dict) -> str:
+    async with http.post(f"{url}{API}/jobs", json={"graph": document}) as r:
+        assert r.status == 201, await r.text()
+        job_id = (await r.json())["job_id"]
+    for _ in range(400):
+        async with http.get(f"{url}{API}/jobs/{job_id}") as r:
+            if (await r.json())["status"] not in ("pending", "running"):
+                return job_id
+        await asyncio.sleep(0.025)
+    raise TimeoutError(job_id)
+
+
+def test_history_keeps_the_newest_jobs_and_a_job_can_be_deleted_with_its_files(
+    start: Callable[..., RunningServer],
+) -> None:
+    server = start(ServerSettings(history_max_jobs=2))
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            ids = [
+                await _submit_and_wait(http, server.url, graph(value=v, steps=1)) for v in range(4)
+            ]
+            async with http.get(f"{server.url}{API}/jobs") as r:
+                kept = [j["job_id"] for j in (await r.json())["jobs"]]
+            assert kept == [ids[3], ids[2]]
+            async with http.get(f"{server.url}{API}/jobs/{ids[3]}") as r:
+                (image,) = (await r.json())["outputs"]["out"]["images"]
+            path = server.paths.output / image["subfolder"] / image["filename"]
+            assert path.is_file()
+            async with http.delete(f"{server.url}{API}/jobs/{ids[3]}") as r:
+                assert r.status == 200, await r.text()
+                assert (await r.json())["deleted_files"] == [
+                    f"{image['subfolder']}/{image['filename']}"
+                ]
+            assert not path.exists()
+            for job_id in (ids[3], ids[0]):
+                async with http.delete(f"{server.url}{API}/jobs/{job_id}") as r:
+                    assert r.status == 404
+                    await _json_error(r)
+
+    asyncio.run(scenario())
+
+
+def test_an_active_job_cannot_be_deleted(server: RunningServer) -> None:
+    from tests.server.conftest import gate
+    from tests.server.harness import gate_graph
+
+    opened, reached = gate("hold")
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{server.url}{API}/jobs", json={"graph": gate_graph("hold")}
+            ) as r:
+                job_id = (await r.json())["job_id"]
+            await asyncio.to_thread(reached.wait, 10)
+            async with http.delete(f"{server.url}{API}/jobs/{job_id}") as r:
+                assert r.status == 409
+            opened.set()
+
+    asyncio.run(scenario())
+
+
+def test_replayed_events_count_against_the_backlog(start: Callable[..., RunningServer]) -> None:
+    server = start(ServerSettings(ws_max_queued=3))
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            job_id = await _submit_and_wait(http, server.url, graph(steps=40, image=False))
+            async with http.ws_connect(f"{server.url}/ws?resume={job_id}:0") as ws:
+                received = 0
+                while True:
+                    message = await ws.receive(timeout=10)
+                    if message.type != aiohttp.WSMsgType.TEXT:
+                        break
+                    received += "seq" in message.json()["data"]
+            assert ws.close_code == 4008
+            assert 1 <= received <= 4
+
+    asyncio.run(scenario())
+
+
+def test_websocket_connections_are_limited(start: Callable[..., RunningServer]) -> None:
+    server = start(ServerSettings(ws_max_connections=2))
+
+    async def scenario() -> None:
+        async with aiohttp.ClientSession() as http:
+            first = await http.ws_connect(f"{server.url}/ws")
+            second = await http.ws_connect(f"{server.url}/ws")
+            async with http.get(
+                f"{server.url}/ws",
+                headers={
+                    "Upgrade": "websocket",
+                    "Connection": "Upgrade",
+                    "Sec-WebSocket-Version": "13",
+                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+                },
+            ) as r:
+                assert r.status == 429
+                assert (await _json_error(r))["error"] == "too_many_connections"
+            await first.close()
+            for _ in range(100):
+                if len(server.services.hub.connections) < 2:
+                    break
+                await asyncio.sleep(0.02)
+            third = await http.ws_connect(f"{server.url}/ws")
+            await second.close()
+            await third.close()
+
+    asyncio.run(scenario())
