@@ -97,9 +97,24 @@ def save_pngs(
         info.add_text(key, value)
     names = []
     array = (pixels.detach().float().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
-    for index, image in enumerate(array):
-        name = f"{stem}_{counter + index:05d}.png"
-        Image.fromarray(image).save(subfolder / name, pnginfo=info, compress_level=compress_level)
+    for image in array:
+        # Exclusive create: another process saving to the same folder takes its own numbers.
+        while True:
+            name = f"{stem}_{counter:05d}.png"
+            counter += 1
+            try:
+                file = (subfolder / name).open("xb")
+            except FileExistsError:
+                continue
+            try:
+                with file:
+                    Image.fromarray(image).save(
+                        file, format="PNG", pnginfo=info, compress_level=compress_level
+                    )
+            except BaseException:
+                (subfolder / name).unlink(missing_ok=True)  # never leave half a picture
+                raise
+            break
         names.append((Path(prefix).parent / name).as_posix())
     return names
 

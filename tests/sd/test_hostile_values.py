@@ -160,3 +160,18 @@ def test_an_image_too_large_to_decode_is_refused_from_its_header(
     assert result.status == "failed" and result.error is not None
     assert (result.error.node_id, result.error.input) == ("load", "image")
     assert "64x64" in result.error.message
+
+
+def test_numbered_files_are_created_exclusively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import torch
+
+    from nodes.sd import images
+
+    (tmp_path / "cat_00001.png").write_bytes(b"another process's picture")
+    # As if the other process wrote its file after this one read the folder's numbers.
+    monkeypatch.setattr(images, "_next_counter", lambda folder, stem: 1)
+    names = images.save_pngs(torch.zeros(2, 8, 8, 3), tmp_path, "cat", {})
+    assert names == ["cat_00002.png", "cat_00003.png"]
+    assert (tmp_path / "cat_00001.png").read_bytes() == b"another process's picture"
