@@ -186,6 +186,9 @@ class _Run:
             return
         self.emit(NodeStarted(run_id=self.run_id, node_id=bound.id, node_type=spec.type))
         started = time.perf_counter()
+        for source_id in {src for src, _ in bound.links.values()}:
+            # Models come to the compute device through the cache, which keeps count of them.
+            self.cache.onload(self.plan.keys[source_id])
         instance = _instantiate(
             bound, {name: self._input(src, out) for name, (src, out) in bound.links.items()}
         )
