@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server.errors import ApiError
 from server.files import (
@@ -146,7 +147,7 @@ async def _read_form(request: web.Request, limit: int) -> tuple[str | None, byte
 async def _next_part(reader: MultipartReader) -> Any:
     try:
         return await reader.next()
-    except (ValueError, AssertionError, LookupError, RuntimeError) as exc:
+    except (ValueError, AssertionError, LookupError, RuntimeError, HttpProcessingError) as exc:
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
 
 
@@ -163,5 +164,5 @@ async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
 async def _read_chunk(part: BodyPartReader) -> bytes:
     try:
         return await part.read_chunk(CHUNK)
-    except (ValueError, AssertionError, LookupError, RuntimeError) as exc:
+    except (ValueError, AssertionError, LookupError, RuntimeError, HttpProcessingError) as exc:
         raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
