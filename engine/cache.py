@@ -3,6 +3,11 @@
 Eviction is least-recently-used per device and skips pinned entries (what the running plan still
 needs). An entry holding a model is moved to the CPU before it is dropped from an accelerator.
 The cache outlives runs and graphs; only the budgets bound it.
+
+Models move between devices only through the cache (`onload`, offload), and every move
+re-measures every entry: a LoRA copy shares most of its weights with its base model, so moving
+one moves part of the other. Usage counts each shared storage once. An entry sharing storage
+with a pinned one is not offloaded, so a running node's model is never split across devices.
 """
 
 from __future__ import annotations
@@ -63,7 +68,7 @@ class OutputCache:
             return list(self._entries)
 
     def get(self, key: str) -> CacheEntry | None:
-        """The entry for `key`, marking it most recently used."""
+        """The entry for `key`, marking it most recently used and measuring it afresh."""
         with self._lock:
             entry = self._entries.get(key)
             if entry is None:
@@ -71,7 +76,22 @@ class OutputCache:
                 return None
             self._entries.move_to_end(key)
             self.stats.hits += 1
+            entry.footprint = self.placement.footprint(entry.outputs)
             return entry
+
+    def onload(self, key: str) -> None:
+        """Move an entry's models to the compute device (before a node reads them), then
+        re-measure and keep that device within its budget."""
+        onload = getattr(self.placement, "onload", None)
+        with self._lock:
+            entry = self._entries.get(key)
+            if onload is None or entry is None or not self.placement.holds_model(entry.outputs):
+                return
+            before = entry.footprint
+            entry.outputs = onload(entry.outputs)
+            if self.placement.footprint(entry.outputs) != before:
+                self._remeasure()
+                self._enforce(set(entry.footprint))
 
     def put(self, key: str, entry: CacheEntry) -> None:
         """Store an entry, then evict older unpinned entries until every device is within budget."""
@@ -85,6 +105,14 @@ class OutputCache:
         """Protect an entry from eviction until a matching `unpin`."""
         with self._lock:
             self._pins[key] += 1
+
+    def pin_if_present(self, key: str) -> bool:
+        """Pin an entry if it is cached, atomically; returns whether it was."""
+        with self._lock:
+            if key not in self._entries:
+                return False
+            self._pins[key] += 1
+            return True
 
     def unpin(self, key: str) -> None:
         """Release one pin; an entry with no pins left may be evicted."""
@@ -115,7 +143,7 @@ class OutputCache:
             moved = 0
             for key, entry in self._entries.items():
                 on_accelerator = any(d != CPU and n > 0 for d, n in entry.footprint.items())
-                if key in self._pins or not on_accelerator:
+                if key in self._pins or not on_accelerator or self._shares_with_pinned(key):
                     continue
                 if self.placement.holds_model(entry.outputs):
                     self._offload(entry)
@@ -124,12 +152,35 @@ class OutputCache:
             return moved
 
     def usage(self) -> dict[str, int]:
-        """Bytes held per device by all entries."""
+        """Bytes held per device by all entries, storage shared between entries counted once."""
         with self._lock:
+            measure = getattr(self.placement, "footprint_of_all", None)
+            if measure is not None:
+                return {
+                    d: n
+                    for d, n in measure([e.outputs for e in self._entries.values()]).items()
+                    if n
+                }
             totals: Counter[str] = Counter()
             for entry in self._entries.values():
                 totals.update(entry.footprint)
             return dict(totals)
+
+    def _remeasure(self) -> None:
+        """Measure every entry again (after a move, which may have moved shared storage too)."""
+        for entry in self._entries.values():
+            entry.footprint = self.placement.footprint(entry.outputs)
+
+    def _shares_with_pinned(self, key: str) -> bool:
+        keys_of = getattr(self.placement, "storage_keys", None)
+        if keys_of is None:
+            return False
+        mine = keys_of(self._entries[key].outputs)
+        return any(
+            mine & keys_of(self._entries[other].outputs)
+            for other in self._pins
+            if other != key and other in self._entries
+        )
 
     def _enforce(self, devices: set[str]) -> None:
         pending = sorted(devices, key=lambda d: d == CPU)  # accelerators first: they spill to CPU
@@ -142,7 +193,7 @@ class OutputCache:
                     break
                 entry = self._entries[key]
                 held = entry.footprint.get(device, 0)
-                if key in self._pins or held == 0:
+                if key in self._pins or held == 0 or self._shares_with_pinned(key):
                     continue
                 if device != CPU and self.placement.holds_model(entry.outputs):
                     self._offload(entry)  # it keeps its place in the LRU order
@@ -152,7 +203,8 @@ class OutputCache:
                     del self._entries[key]
                     self.stats.evictions += 1
                     log.debug("evicted %s (%s) from %s", key[:12], entry.node_type, device)
-                used -= held
+                # Shared storage may stay behind (or have moved along): measure, do not subtract.
+                used = self.usage().get(device, 0)
             if used > limit:
                 log.info(
                     "%s is over its cache budget; the rest is pinned by the running plan", device
@@ -160,6 +212,6 @@ class OutputCache:
 
     def _offload(self, entry: CacheEntry) -> None:
         entry.outputs = self.placement.offload(entry.outputs)
-        entry.footprint = self.placement.footprint(entry.outputs)
+        self._remeasure()
         self.stats.offloads += 1
         log.debug("offloaded %s to the CPU", entry.node_type)

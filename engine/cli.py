@@ -18,20 +18,57 @@ EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `latentgraph` console script."""
-    args = _parser().parse_args(argv)
-    if args.verbose:
-        import logging
+    # Until `run` installs its own handlers, SIGTERM stops the command as Ctrl-C does.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        args = _parser().parse_args(argv)
+        _configure_logging(args.verbose)
+        handler = {
+            "run": _run,
+            "validate": _validate,
+            "nodes": _nodes,
+            "schema": _schema,
+            "serve": _serve,
+            "import": _import,
+        }[args.command]
+        return handler(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return EXIT_RUN_FAILED
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_RUN_FAILED
+    except _ConfigProblem as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_INVALID
 
+
+class _ConfigProblem(Exception):
+    """A folder setting (flag, environment or config file) that cannot be used."""
+
+
+def _configure_logging(verbose: bool) -> None:
+    import logging
+
+    if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    handler = {
-        "run": _run,
-        "validate": _validate,
-        "nodes": _nodes,
-        "schema": _schema,
-        "serve": _serve,
-        "import": _import,
-    }[args.command]
-    return handler(args)
+        return
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    # The command prints a failed node itself; the executor's log line would repeat it.
+    logging.getLogger("engine.executor").addFilter(
+        lambda record: not getattr(record, "node_failure", False)
+    )
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's final flush cannot fail again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -96,66 +133,70 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _paths(args: argparse.Namespace) -> Any:
-    from engine.config import Paths
+    from engine.config import ConfigError, Paths
 
-    return Paths.resolve(
-        models=getattr(args, "models", None),
-        input=getattr(args, "input", None),
-        output=getattr(args, "out", None) or getattr(args, "output", None),
-    )
+    try:
+        paths = Paths.resolve(
+            models=getattr(args, "models", None),
+            input=getattr(args, "input", None),
+            output=getattr(args, "out", None) or getattr(args, "output", None),
+        )
+    except (ConfigError, ValueError, OSError) as exc:
+        raise _ConfigProblem(str(exc)) from None
+    if paths.output.exists() and not paths.output.is_dir():
+        raise _ConfigProblem(f"the output folder {paths.output} is a file, not a folder")
+    return paths
 
 
-def _load(path: str, overrides: list[str]) -> tuple[dict[str, Any], Any]:
-    """The graph document with `--set` overrides applied, and the conversion it came through.
+def _load(path: str, overrides: list[str]) -> tuple[Any, list[Any], Any]:
+    """The graph document with `--set` overrides applied, the overrides' errors, and the conversion.
 
-    Any registered document format is accepted (ComfyUI workflows and PNGs, say); raises
-    GraphValidationError, located in the document the user gave.
+    Any registered document format is accepted (ComfyUI workflows and PNGs, say). A bad `--set`
+    is reported together with the graph's own errors, never instead of them.
     """
-    from engine.errors import ErrorCode, GraphError, GraphValidationError
+    from engine.documents import DocumentError, NotJson, parse_json
+    from engine.errors import ErrorCode, GraphError
     from engine.formats import convert_document, read_document
-    from engine.graph import parse_graph
     from engine.registry import default_registry
 
     registry = default_registry()
     converted = convert_document(read_document(path, registry), registry)
-    try:
-        document = parse_graph(converted.document).model_dump(mode="json", exclude_none=True)
-    except GraphValidationError as exc:
-        raise converted.blamed(exc) from None
+    document = converted.document
+    nodes = document.get("nodes") if isinstance(document, dict) else None
     errors = []
+
+    def error(message: str, node_id: str | None = None, input_name: str | None = None) -> None:
+        errors.append(
+            GraphError(
+                code=ErrorCode.INVALID_GRAPH, message=message, node_id=node_id, input=input_name
+            )
+        )
+
     for item in overrides:
         target, sep, raw = item.partition("=")
         node_id, dot, input_name = target.partition(".")
+        shown = item if len(item) <= 80 else item[:77] + "..."
         if not sep or not dot or not node_id or not input_name:
-            errors.append(
-                GraphError(
-                    code=ErrorCode.INVALID_GRAPH,
-                    message=f"--set {item!r}: expected NODE.INPUT=VALUE",
-                )
-            )
+            error(f"--set {shown!r}: expected NODE.INPUT=VALUE")
             continue
-        entry = document["nodes"].get(node_id)
-        if entry is None:
-            errors.append(
-                GraphError(
-                    code=ErrorCode.INVALID_GRAPH,
-                    message=f"--set {item!r}: the graph has no node {node_id!r}",
-                    node_id=node_id,
-                )
-            )
+        entry = nodes.get(node_id) if isinstance(nodes, dict) else None
+        if not isinstance(entry, dict):
+            error(f"--set {shown!r}: the graph has no node {node_id!r}", node_id)
             continue
-        entry.setdefault("inputs", {})[input_name] = _parse_value(raw)
-        entry.get("links", {}).pop(input_name, None)
-    if errors:
-        raise GraphValidationError(errors)
-    return document, converted
-
-
-def _parse_value(raw: str) -> Any:
-    try:
-        return json.loads(raw)
-    except json.JSONDecodeError:
-        return raw
+        try:
+            value: Any = parse_json(raw, f"--set {node_id}.{input_name}")
+        except NotJson:
+            value = raw  # not JSON at all: the value is the text itself
+        except DocumentError as exc:
+            error(str(exc), node_id, input_name)
+            continue
+        inputs = entry.setdefault("inputs", {})
+        if isinstance(inputs, dict):
+            inputs[input_name] = value
+        links = entry.get("links")
+        if isinstance(links, dict):
+            links.pop(input_name, None)
+    return document, errors, converted
 
 
 def _print_errors(errors: list[Any], as_json: bool) -> None:
@@ -176,10 +217,11 @@ def _validate(args: argparse.Namespace) -> int:
     from engine.registry import default_registry
     from engine.validate import validate_graph
 
+    paths = _paths(args)
     try:
-        document, converted = _load(args.graph, [])
+        document, _, converted = _load(args.graph, [])
         try:
-            validate_graph(document, default_registry(), _paths(args))
+            validate_graph(document, default_registry(), paths)
         except GraphValidationError as exc:
             raise converted.blamed(exc) from None
     except GraphValidationError as exc:
@@ -190,35 +232,43 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from engine.context import CancelToken
     from engine.errors import GraphValidationError
     from engine.executor import Executor
+    from engine.interrupts import RunInThread
 
     paths = _paths(args)
     executor = Executor(paths=paths)
     try:
-        document, converted = _load(args.graph, args.overrides)
+        document, set_errors, converted = _load(args.graph, args.overrides)
         try:
             graph = executor.validate(document)
         except GraphValidationError as exc:
-            raise converted.blamed(exc) from None
+            raise GraphValidationError([*set_errors, *converted.blamed(exc).errors]) from None
+        if set_errors:
+            raise GraphValidationError(set_errors)
     except GraphValidationError as exc:
         _print_errors(exc.errors, args.json)
         return EXIT_INVALID
-    cancel = CancelToken()
-    signal.signal(signal.SIGINT, lambda *_: cancel.cancel())
+    runner = RunInThread()
     if args.json:
-        result = executor.run(
-            graph, cancel=cancel, on_event=lambda e: print(e.model_dump_json(), flush=True)
-        )
+        sink = _JsonLines(runner)
+        result = runner.run(lambda cancel: executor.run(graph, cancel=cancel, on_event=sink))
+        if sink.closed:
+            _silence_stdout()
+            return EXIT_RUN_FAILED
     else:
         from engine.progress import TerminalProgress
 
         with TerminalProgress() as progress:
-            result = executor.run(graph, cancel=cancel, on_event=progress.on_event)
+            runner.on_stop = progress.close
+            result = runner.run(
+                lambda cancel: executor.run(
+                    graph, cancel=cancel, on_event=runner.watching(progress.on_event)
+                )
+            )
     if result.status == "interrupted":
         if not args.json:
-            print(f"interrupted at {result.interrupted_at or 'a node boundary'}", file=sys.stderr)
+            print(f"interrupted {runner.where(result.interrupted_at)}", file=sys.stderr)
         return EXIT_RUN_FAILED
     if result.status == "failed":
         if not args.json:
@@ -234,6 +284,25 @@ def _run(args: argparse.Namespace) -> int:
         for line in describe_outputs(result.ui, paths.output):
             print(line)
     return EXIT_OK
+
+
+class _JsonLines:
+    """Prints each event as one JSON line; a closed stdout stops the run instead of failing a node."""
+
+    def __init__(self, runner: Any) -> None:
+        self.closed = False
+        self._runner = runner
+        self._watch = runner.watching(lambda _event: None)
+
+    def __call__(self, event: Any) -> None:
+        self._watch(event)
+        if self.closed:
+            return
+        try:
+            print(event.model_dump_json(), flush=True)
+        except (BrokenPipeError, ValueError):  # ValueError: stdout itself was closed
+            self.closed = True
+            self._runner.cancel.cancel()
 
 
 def describe_outputs(ui: dict[str, dict[str, Any] | None], output_dir: Path) -> list[str]:
@@ -257,7 +326,7 @@ def _import(args: argparse.Namespace) -> int:
     from engine.validate import validate_graph
 
     try:
-        document, converted = _load(args.workflow, [])
+        document, _, converted = _load(args.workflow, [])
         try:
             validate_graph(document, default_registry())
         except GraphValidationError as exc:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,8 @@ class Paths:
         object with optional "models", "input" and "output" keys, relative to the file's folder.
         """
         env = dict(os.environ) if env is None else env
-        file_values = _read_config(config_file or env.get(CONFIG_ENV) or DEFAULT_CONFIG_FILE)
+        explicit = config_file or env.get(CONFIG_ENV)
+        file_values = _read_config(explicit or DEFAULT_CONFIG_FILE, required=bool(explicit))
         given = {"models": models, "input": input, "output": output}
         chosen: dict[str, Path] = {}
         for key, default in (("models", "models"), ("input", "input"), ("output", "output")):
@@ -49,11 +49,37 @@ class Paths:
         return cls(**chosen)
 
 
-def _read_config(path: str | Path) -> dict[str, Any]:
+class ConfigError(ValueError):
+    """A config file that is missing, unreadable or malformed; the message names the file and key."""
+
+
+def _read_config(path: str | Path, required: bool) -> dict[str, Any]:
+    """The folders a config file names; `required` when the user pointed at it explicitly."""
+    from engine.documents import DocumentError, parse_json
+
     file = Path(path)
-    if not file.is_file():
+    try:
+        raw = file.read_bytes()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {file} does not exist (set by ${CONFIG_ENV})") from None
         return {}
-    data = json.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+    try:
+        data = parse_json(raw, f"config file {file}")
+    except DocumentError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict):
-        raise ValueError(f"{file}: the config file must hold a JSON object")
-    return {k: str((file.parent / str(v)).resolve()) for k, v in data.items() if v is not None}
+        raise ConfigError(f'config file {file} must hold a JSON object, like {{"models": "DIR"}}')
+    chosen = {}
+    for key, value in data.items():
+        if key not in ENV_VARS:
+            known = ", ".join(ENV_VARS)
+            raise ConfigError(f"config file {file}: unknown key {key!r} (keys: {known})")
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value or "\x00" in value:
+            raise ConfigError(f"config file {file}: {key!r} must be a folder path (a string)")
+        chosen[key] = str((file.parent / value).expanduser().resolve())
+    return chosen

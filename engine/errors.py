@@ -25,6 +25,7 @@ class ErrorCode(str, Enum):
     VALUE_NOT_MULTIPLE = "value_not_multiple"
     VALUE_NOT_IN_CHOICES = "value_not_in_choices"
     INVALID_TYPE = "invalid_type"
+    INVALID_VALUE = "invalid_value"
     CYCLE = "cycle"
     NO_OUTPUT_NODE = "no_output_node"
     UNKNOWN_OUTPUT_NODE = "unknown_output_node"
@@ -69,6 +70,10 @@ class NodeFailure(BaseModel):
     traceback: list[str] = []
     # The input at fault, when the node could tell (see NodeInputError).
     input: str | None = None
+
+
+class ResourceLimitError(Exception):
+    """A node would need more than a limit allows (memory, pixels, token windows)."""
 
 
 class NodeInputError(Exception):

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from engine.cache import CacheEntry, OutputCache
 from engine.config import Paths
 from engine.context import CancelToken, Interrupted, RunContext
-from engine.errors import NodeFailure, NodeInputError
+from engine.errors import NodeFailure, NodeInputError, ResourceLimitError
 from engine.events import (
     NodeFinished,
     NodesCached,
@@ -28,6 +28,7 @@ from engine.events import (
 from engine.node import Node
 from engine.plan import Plan, plan_run
 from engine.registry import Registry, default_registry
+from engine.resources import memory_problem
 from engine.validate import BoundNode, ValidatedGraph, validate_graph
 
 log = logging.getLogger(__name__)
@@ -113,12 +114,11 @@ class _Run:
     def execute(self) -> RunResult:
         started = time.perf_counter()
         keys, order = self.plan.keys, self.plan.order
-        cached = [n for n in order if keys[n] in self.cache]
+        # Pin before asking what is cached: a concurrent `clear` (POST /free) skips pinned
+        # entries, so an entry seen here is still there when the run reads it.
+        cached = [n for n in order if self._pin_if_cached(keys[n])]
         to_run = self._nodes_to_run(set(cached))
         remaining = {n: sum(1 for c in self.plan.consumers[n] if c in to_run) for n in order}
-        for node_id in order:
-            if node_id not in to_run and keys[node_id] in self.cache:
-                self._pin(keys[node_id])
         self.emit(RunStarted(run_id=self.run_id, nodes=order))
         self.emit(NodesCached(run_id=self.run_id, nodes=cached))
         for node_id in self.plan.targets:
@@ -133,6 +133,8 @@ class _Run:
                 current = node_id
                 self.cancel.raise_if_cancelled()
                 self._run_node(self.graph.nodes[node_id])
+                # A node that ignored an interrupt (a model load) is the one it arrived in.
+                self.cancel.raise_if_cancelled()
                 self._release_inputs(self.graph.nodes[node_id], remaining)
             current = None
             result = self._result("finished", cached)
@@ -155,7 +157,11 @@ class _Run:
             assert current is not None, "only nodes raise inside the run loop"
             failure = _failure(self.graph.nodes[current], exc)
             log.error(
-                "node %s (%s) failed: %s", failure.node_id, failure.node_type, failure.message
+                "node %s (%s) failed: %s",
+                failure.node_id,
+                failure.node_type,
+                failure.message,
+                extra={"node_failure": True},
             )
             self.emit(RunFailed(run_id=self.run_id, error=failure, executed=self.executed))
             return RunResult(self.run_id, "failed", self.executed, cached, error=failure)
@@ -180,6 +186,9 @@ class _Run:
             return
         self.emit(NodeStarted(run_id=self.run_id, node_id=bound.id, node_type=spec.type))
         started = time.perf_counter()
+        for source_id in {src for src, _ in bound.links.values()}:
+            # Models come to the compute device through the cache, which keeps count of them.
+            self.cache.onload(self.plan.keys[source_id])
         instance = _instantiate(
             bound, {name: self._input(src, out) for name, (src, out) in bound.links.items()}
         )
@@ -191,6 +200,11 @@ class _Run:
             emit=self.emit,
             graph=self.graph.document,
         )
+        need = instance.memory_estimate()
+        if need is not None:
+            problem = memory_problem(*need)
+            if problem is not None:
+                raise ResourceLimitError(problem)
         result = instance.run(ctx)
         if not isinstance(result, bound.cls.outputs_class):
             raise NodeOutputError(
@@ -229,6 +243,12 @@ class _Run:
     def _pin(self, key: str) -> None:
         self.cache.pin(key)
         self.pinned[key] += 1
+
+    def _pin_if_cached(self, key: str) -> bool:
+        if self.cache.pin_if_present(key):
+            self.pinned[key] += 1
+            return True
+        return False
 
     def _finished(
         self, node_id: str, ui: dict[str, Any] | None, *, cached: bool = False, seconds: float = 0.0

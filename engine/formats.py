@@ -7,12 +7,12 @@ installed node packages can convert. Our own graph files pass through unchanged.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from engine.documents import DocumentError, parse_json
 from engine.errors import ErrorCode, GraphError, GraphValidationError
 
 if TYPE_CHECKING:
@@ -81,12 +81,9 @@ def read_document(path: str | Path, registry: Registry) -> Any:
         if found is not None:
             return found
     try:
-        return json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise _invalid(f"{file} is neither a JSON graph nor a file carrying one") from None
-    except json.JSONDecodeError as exc:
-        message = f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
-        raise _invalid(message) from None
+        return parse_json(data, str(file))
+    except DocumentError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _invalid(message: str) -> GraphValidationError:

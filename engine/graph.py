@@ -19,8 +19,17 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    StringConstraints,
+    ValidationError,
+)
 
+from engine.documents import DocumentError, check_value, parse_json
 from engine.errors import ErrorCode, GraphError, GraphValidationError
 
 GRAPH_FORMAT_VERSION = 1
@@ -86,6 +95,14 @@ class GraphFile(BaseModel):
     )
     editor: EditorLayer | None = Field(None, description="Editor layout; never executed.")
 
+    # Node ids dropped by `parse_graph_partially` because their structure was wrong.
+    _broken_nodes: set[str] = PrivateAttr(default_factory=set)
+
+    @property
+    def broken_nodes(self) -> set[str]:
+        """Nodes left out because their structure was wrong (already reported)."""
+        return self._broken_nodes
+
 
 def split_link(link: str) -> tuple[str, str]:
     """ "sampler.latent" → ("sampler", "latent")."""
@@ -95,35 +112,69 @@ def split_link(link: str) -> tuple[str, str]:
 
 def parse_graph(document: Any) -> GraphFile:
     """Parse a graph document (already decoded JSON); raises GraphValidationError on bad structure."""
+    graph, errors = parse_graph_partially(document)
+    if errors or graph is None:
+        raise GraphValidationError(errors)
+    return graph
+
+
+def parse_graph_partially(document: Any) -> tuple[GraphFile | None, list[GraphError]]:
+    """The graph without the nodes and fields whose structure is wrong, and those structure errors.
+
+    Validation goes on with what parsed, so that one malformed node does not hide the errors of
+    the others; the graph is None when not even its outline parsed.
+    """
     if isinstance(document, GraphFile):
-        return document
+        return document, []
     try:
-        return GraphFile.model_validate(document)
+        check_value(document, "the graph")
+    except DocumentError as exc:
+        return None, [GraphError(code=ErrorCode.INVALID_GRAPH, message=str(exc))]
+    try:
+        return GraphFile.model_validate(document), []
     except ValidationError as exc:
-        raise GraphValidationError([_structure_error(e) for e in exc.errors()]) from None
+        errors = [_structure_error(e) for e in exc.errors()]
+        if not isinstance(document, dict) or not isinstance(document.get("nodes"), dict):
+            return None, errors
+        broken = {
+            str(e["loc"][1]) for e in exc.errors() if len(e["loc"]) >= 2 and e["loc"][0] == "nodes"
+        }
+        bad_fields = {str(e["loc"][0]) for e in exc.errors() if e["loc"] and e["loc"][0] != "nodes"}
+        partial = {k: v for k, v in document.items() if k not in bad_fields}
+        partial["nodes"] = {k: v for k, v in document["nodes"].items() if k not in broken}
+        try:
+            graph = GraphFile.model_validate(partial)
+        except ValidationError:
+            return None, errors
+        graph._broken_nodes = broken  # links to these are not reported again
+        return graph, errors
 
 
 def load_graph(path: str | Path) -> GraphFile:
     """Read and parse a graph file; a missing file or bad JSON is an `invalid_graph` error."""
+    return parse_graph(read_graph_document(path))
+
+
+def read_graph_document(path: str | Path) -> Any:
+    """The decoded JSON of a graph file; unreadable or malformed files are `invalid_graph` errors."""
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
+        raw = file.read_bytes()
     except OSError as exc:
         raise GraphValidationError(
             [
                 GraphError(
-                    code=ErrorCode.INVALID_GRAPH, message=f"cannot read {file}: {exc.strerror}"
+                    code=ErrorCode.INVALID_GRAPH,
+                    message=f"cannot read {file}: {exc.strerror or exc}",
                 )
             ]
         ) from None
     try:
-        document = json.loads(text)
-    except json.JSONDecodeError as exc:
-        message = f"{file} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}"
+        return parse_json(raw, str(file))
+    except DocumentError as exc:
         raise GraphValidationError(
-            [GraphError(code=ErrorCode.INVALID_GRAPH, message=message)]
+            [GraphError(code=ErrorCode.INVALID_GRAPH, message=str(exc))]
         ) from None
-    return parse_graph(document)
 
 
 def graph_json_schema() -> dict[str, Any]:

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 _SEMVER_PARTS = 3
 ChoicesSource = Callable[["Paths"], Sequence[str]]
+# A check beyond type and bounds: the problem with a value, or None; `paths` may be None.
+ValueCheck = Callable[[Any, "Paths | None"], "str | None"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,6 +53,7 @@ class InputInfo:
     link_only: bool | None = None
     tooltip: str = ""
     display_name: str | None = None
+    check: ValueCheck | None = None
 
 
 def Input(  # reads like a field declaration, as pydantic's Field does
@@ -67,12 +70,15 @@ def Input(  # reads like a field declaration, as pydantic's Field does
     link_only: bool | None = None,
     tooltip: str = "",
     display_name: str | None = None,
+    check: ValueCheck | None = None,
 ) -> Any:
     """Declare an input: default, numeric bounds, UI hints, and whether it must come from a link.
 
     `choices` is a callable returning the allowed strings at validation time (files in a model
     folder, say); static choices are written as a `Literal[...]` annotation instead.
     `link_only` defaults to True for non-primitive port types and False for primitives.
+    `check(value, paths)` returns what is wrong with a literal that type and bounds allow (a
+    file name that would leave its folder, say), or None; `paths` is None without folders.
     """
     return InputInfo(
         default=default,
@@ -87,6 +93,7 @@ def Input(  # reads like a field declaration, as pydantic's Field does
         link_only=link_only,
         tooltip=tooltip,
         display_name=display_name,
+        check=check,
     )
 
 
@@ -113,6 +120,7 @@ class InputSpec(BaseModel):
 
     _adapter: TypeAdapter[Any] | None = PrivateAttr(default=None)
     _choices_source: ChoicesSource | None = PrivateAttr(default=None)
+    _check: ValueCheck | None = PrivateAttr(default=None)
 
     def validate_literal(self, value: Any, paths: Paths | None) -> Any:
         """The value as the node will see it; raises pydantic's ValidationError or ValueError."""
@@ -120,10 +128,13 @@ class InputSpec(BaseModel):
             return None
         assert self._adapter is not None, "literal inputs always carry an adapter"
         checked = self._adapter.validate_python(value)
+        if self._check is not None and (problem := self._check(checked, paths)) is not None:
+            raise InvalidValue(problem)
         if self._choices_source is not None and paths is not None:
             allowed = list(self._choices_source(paths))
             if checked not in allowed:
-                raise ChoiceError(allowed)
+                where = getattr(self._choices_source, "where", None)
+                raise ChoiceError(allowed, where(paths) if where is not None else None)
         return checked
 
     def current_choices(self, paths: Paths | None) -> list[Any] | None:
@@ -134,11 +145,16 @@ class InputSpec(BaseModel):
 
 
 class ChoiceError(ValueError):
-    """A literal that is not among an input's dynamic choices."""
+    """A literal that is not among an input's dynamic choices; `where` names the folder searched."""
 
-    def __init__(self, allowed: list[Any]) -> None:
+    def __init__(self, allowed: list[Any], where: str | None = None) -> None:
         self.allowed = allowed
+        self.where = where
         super().__init__(f"not among the {len(allowed)} available choices")
+
+
+class InvalidValue(ValueError):
+    """A literal its input's `check` refused; the message says why."""
 
 
 class OutputSpec(BaseModel):
@@ -202,6 +218,21 @@ class Node:
     def run(self, ctx: RunContext) -> Outputs:
         """Compute the node's outputs from its inputs (set as attributes before the call)."""
         raise NotImplementedError
+
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any]) -> list[tuple[str, str]]:
+        """Problems between literal inputs (steps and denoise, say), as (input, message) pairs.
+
+        Only literal values are present; linked inputs are missing from `literals`.
+        """
+        return []
+
+    def memory_estimate(self) -> tuple[str, int] | None:
+        """(device, bytes) this node will need, with its inputs set; None when unknown.
+
+        The executor refuses to run a node whose estimate exceeds the device's budget.
+        """
+        return None
 
     def fingerprint(self, paths: Paths) -> str:
         """For volatile nodes: what changes when the result would (the hash of a file it reads).
@@ -325,6 +356,7 @@ def _input_spec(node_type: str, name: str, annotation: Any, declared: Any) -> In
         if has_default and info.default is not None:
             spec._adapter.validate_python(info.default)  # a bad default is the author's bug
     spec._choices_source = info.choices
+    spec._check = info.check
     return spec
 
 

@@ -31,6 +31,25 @@ class Placement(Protocol):
         ...
 
 
+class Onloading(Protocol):
+    """Optional part of a Placement: moving models to the compute device, and shared storage.
+
+    The cache uses these when its placement has them; fake placements in tests may omit them.
+    """
+
+    def onload(self, value: Any) -> Any:
+        """The value with its models on the compute device (moved in place)."""
+        ...
+
+    def footprint_of_all(self, values: list[Any]) -> dict[str, int]:
+        """Bytes per device of several values together, shared storage counted once."""
+        ...
+
+    def storage_keys(self, value: Any) -> set[int]:
+        """Identities of the storages a value holds, to tell which values share memory."""
+        ...
+
+
 class Budgets:
     """Byte budgets per device; unset devices get a default taken from their free memory."""
 
@@ -89,16 +108,49 @@ class TorchPlacement:
     def footprint(self, value: Any) -> dict[str, int]:
         """Bytes per device, counting each tensor storage once."""
         totals: dict[str, int] = {}
-        seen: set[int] = set()
+        seen: set[tuple[str, int]] = set()
         for tensor in _tensors(value):
             storage = tensor.untyped_storage()
-            key = storage.data_ptr() or id(storage)
+            device = str(tensor.device)
+            key = (device, storage.data_ptr() or id(storage))
             if key in seen:
                 continue
             seen.add(key)
-            device = str(tensor.device)
             totals[device] = totals.get(device, 0) + storage.nbytes()
         return totals
+
+    def footprint_of_all(self, values: list[Any]) -> dict[str, int]:
+        """Bytes per device of all values together: a LoRA copy's shared weights count once."""
+        return self.footprint(list(values))
+
+    def storage_keys(self, value: Any) -> set[int]:
+        """The data pointers of the storages the value holds."""
+        return {t.untyped_storage().data_ptr() for t in _tensors(value)} - {0}
+
+    def compute_device(self) -> str:
+        """Where models run: CUDA, then MPS, then the CPU."""
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return CPU
+        if torch.cuda.is_available():
+            return f"cuda:{torch.cuda.current_device()}"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return CPU
+
+    def onload(self, value: Any) -> Any:
+        """Every module in the value moved, whole, to the compute device (in place)."""
+        torch = sys.modules.get("torch")
+        if torch is None:
+            return value
+        device = torch.device(self.compute_device())
+        for item in _walk(value):
+            if isinstance(item, torch.nn.Module) and any(
+                t.device != device for t in _module_tensors(item)
+            ):
+                item.to(device)
+        return value
 
     def holds_model(self, value: Any) -> bool:
         """Whether a torch.nn.Module is anywhere inside the value."""
@@ -137,6 +189,11 @@ def _tensors(value: Any) -> Any:
         elif isinstance(item, torch.nn.Module):
             yield from item.parameters()
             yield from item.buffers()
+
+
+def _module_tensors(module: Any) -> Any:
+    yield from module.parameters()
+    yield from module.buffers()
 
 
 def _to_cpu(value: Any) -> Any:

@@ -61,6 +61,11 @@ class TerminalProgress:
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the bars and leave the terminal on a clean line (also before a hard stop)."""
         self._close_steps()
         if self._nodes is not None:
             self._nodes.close()
+            self._nodes = None

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 
 from engine.config import Paths
 from engine.errors import ErrorCode, GraphError, GraphValidationError
-from engine.graph import GraphFile, parse_graph, split_link
-from engine.node import ChoiceError, InputSpec, Node
+from engine.graph import GraphFile, parse_graph_partially, split_link
+from engine.node import ChoiceError, InputSpec, InvalidValue, Node
 from engine.ports import port_by_name
 from engine.registry import Registry
 
@@ -49,8 +49,9 @@ class ValidatedGraph:
 
 def validate_graph(document: Any, registry: Registry, paths: Paths | None = None) -> ValidatedGraph:
     """Check a graph document against the registry; raises GraphValidationError listing every error."""
-    graph = parse_graph(document)
-    errors: list[GraphError] = []
+    graph, errors = parse_graph_partially(document)
+    if graph is None:
+        raise GraphValidationError(errors)
     bound: dict[str, BoundNode] = {}
     for position, (node_id, entry) in enumerate(graph.nodes.items()):
         cls = registry.get(entry.type)
@@ -135,6 +136,10 @@ def _check_inputs(
             )
         else:
             literals[name] = input_spec.default
+    if not errors:
+        given = {name: value for name, value in literals.items() if name not in links}
+        for input_name, message in cls.check_literals(given):
+            error(ErrorCode.INVALID_VALUE, message, input_name, _shown(given.get(input_name)))
     return literals, links, errors
 
 
@@ -143,6 +148,8 @@ def _check_link(
 ) -> tuple[str, str] | GraphError:
     source_id, output_name = split_link(link)
     source_entry = graph.nodes.get(source_id)
+    if source_entry is None and source_id in graph.broken_nodes:
+        return source_id, output_name  # its structure error is already reported
     if source_entry is None:
         return GraphError(
             code=ErrorCode.LINK_TO_MISSING_NODE,
@@ -175,14 +182,35 @@ def _check_literal(input_spec: InputSpec, value: Any, paths: Paths | None) -> An
     try:
         return input_spec.validate_literal(value, paths)
     except ChoiceError as exc:
-        shown = exc.allowed if len(exc.allowed) <= 20 else [*exc.allowed[:20], "..."]
         return GraphError(
-            code=ErrorCode.VALUE_NOT_IN_CHOICES,
-            message=f"{value!r} is not one of {shown}",
-            value=value,
+            code=ErrorCode.VALUE_NOT_IN_CHOICES, message=_choice_message(value, exc), value=value
         )
+    except InvalidValue as exc:
+        return GraphError(code=ErrorCode.INVALID_VALUE, message=str(exc), value=_shown(value))
     except ValidationError as exc:
         return _literal_error(input_spec, value, exc.errors()[0])
+
+
+def _choice_message(value: Any, exc: ChoiceError) -> str:
+    shown = exc.allowed if len(exc.allowed) <= 20 else [*exc.allowed[:20], "..."]
+    if exc.where is None:
+        return f"{_shown(value)!r} is not one of {shown}"
+    if not exc.allowed:
+        return (
+            f"{_shown(value)!r} is not in {exc.where}, which has no usable files; put the file "
+            "there, or point the folder setting (--models/--input, or its environment "
+            "variable) at the folder that has it"
+        )
+    return f"{_shown(value)!r} is not in {exc.where}; found: {shown}"
+
+
+def _shown(value: Any) -> Any:
+    """Long values are cut in messages and error values, so an error stays readable."""
+    if isinstance(value, str):
+        return value if len(value) <= 200 else value[:200] + "..."
+    if isinstance(value, (list, dict)) and len(repr(value)) > 200:
+        return f"<{type(value).__name__} of {len(value)} items>"
+    return value
 
 
 def _literal_error(input_spec: InputSpec, value: Any, detail: Any) -> GraphError:
@@ -200,25 +228,25 @@ def _literal_error(input_spec: InputSpec, value: Any, detail: Any) -> GraphError
         ]
         return GraphError(
             code=ErrorCode.VALUE_OUT_OF_RANGE,
-            message=f"{value!r} is out of range (must be {' and '.join(bounds)})",
-            value=value,
+            message=f"{_shown(value)!r} is out of range (must be {' and '.join(bounds)})",
+            value=_shown(value),
         )
     if kind == "multiple_of":
         return GraphError(
             code=ErrorCode.VALUE_NOT_MULTIPLE,
-            message=f"{value!r} is not a multiple of {input_spec.multiple_of:g}",
-            value=value,
+            message=f"{_shown(value)!r} is not a multiple of {input_spec.multiple_of:g}",
+            value=_shown(value),
         )
     if kind == "literal_error":
         return GraphError(
             code=ErrorCode.VALUE_NOT_IN_CHOICES,
-            message=f"{value!r} is not one of {input_spec.choices}",
-            value=value,
+            message=f"{_shown(value)!r} is not one of {input_spec.choices}",
+            value=_shown(value),
         )
     return GraphError(
         code=ErrorCode.INVALID_TYPE,
-        message=f"expects {input_spec.type} but got {type(value).__name__} {value!r} ({detail['msg']})",
-        value=value,
+        message=f"expects {input_spec.type} but got {type(value).__name__} {_shown(value)!r} ({detail['msg']})",
+        value=_shown(value),
     )
 
 
@@ -252,7 +280,14 @@ def _targets(
     graph: GraphFile, bound: dict[str, BoundNode], registry: Registry
 ) -> tuple[list[str], list[GraphError]]:
     if graph.outputs is not None:
-        missing = [n for n in graph.outputs if n not in graph.nodes]
+        if not graph.outputs:
+            return [], [
+                GraphError(
+                    code=ErrorCode.NO_OUTPUT_NODE,
+                    message='"outputs" is empty, so nothing would run; list node ids or leave it out',
+                )
+            ]
+        missing = [n for n in graph.outputs if n not in graph.nodes and n not in graph.broken_nodes]
         errors = [
             GraphError(
                 code=ErrorCode.UNKNOWN_OUTPUT_NODE,
@@ -264,7 +299,7 @@ def _targets(
         return [n for n in graph.outputs if n in graph.nodes], errors
     targets = [n for n, b in bound.items() if b.cls.spec.output_node]
     unknown_types = any(e.type not in registry for e in graph.nodes.values())
-    if not targets and not unknown_types:
+    if not targets and not unknown_types and not graph.broken_nodes:
         return [], [
             GraphError(
                 code=ErrorCode.NO_OUTPUT_NODE,

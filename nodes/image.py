@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from engine.config import Paths
 from engine.context import RunContext
@@ -21,6 +21,49 @@ def _input_images(paths: Paths) -> list[str]:
     from nodes.sd.images import list_images
 
     return list_images(paths.input)
+
+
+_input_images.where = lambda paths: f"the input folder {paths.input}"  # type: ignore[attr-defined]
+MAX_PREFIX_CHARS = 200
+# The numbered suffix save_pngs adds ("_00001.png"), which must still fit a file name.
+_SUFFIX_BYTES = 16
+_NAME_BYTES = 255
+
+
+def check_prefix(prefix: str, paths: Paths | None) -> str | None:
+    """What is wrong with a SaveImage prefix, before anything runs; None if it is usable."""
+    if not prefix.strip():
+        return "the prefix is empty"
+    if len(prefix) > MAX_PREFIX_CHARS:
+        return f"the prefix is longer than {MAX_PREFIX_CHARS} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in prefix):
+        return "the prefix contains a control character (such as NUL or a newline)"
+    path = Path(prefix)
+    if path.is_absolute() or ".." in path.parts or "\\" in prefix:
+        return f"{prefix!r} must stay inside the output folder (no absolute path, '..' or '\\')"
+    if any(len(part.encode()) > _NAME_BYTES - _SUFFIX_BYTES for part in path.parts):
+        return "a part of the prefix is too long for a file name"
+    if prefix.endswith("/") or not path.name or path.name.startswith("."):
+        return "the prefix must end in a visible file name (like 'portraits/cat')"
+    if paths is None:
+        return None
+    return _check_output_path(paths.output, path.parent)
+
+
+def _check_output_path(output: Path, subfolder: Path) -> str | None:
+    """A subfolder of the output folder that can be created: no file in the way, no link out."""
+    folder = output
+    for part in (Path(), *subfolder.parts):
+        folder = folder / part
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, so images cannot be saved inside it"
+        if not folder.exists():
+            break
+    try:
+        inside = (output / subfolder).resolve().is_relative_to(output.resolve())
+    except (OSError, RuntimeError):
+        return f"{output / subfolder} cannot be resolved (a symlink loop?)"
+    return None if inside else f"{subfolder} leads out of the output folder {output}"
 
 
 class ImageMaskOut(Outputs):
@@ -53,7 +96,10 @@ class LoadImage(Node):
 
     def _path(self, paths: Paths) -> Path:
         root = paths.input.resolve()
-        path = (root / self.image).resolve()
+        try:
+            path = (root / self.image).resolve()
+        except RuntimeError:  # a symlink loop, before Python 3.13
+            raise NodeInputError("image", f"{self.image!r} is a symlink loop") from None
         if not path.is_relative_to(root):
             raise NodeInputError("image", f"{self.image!r} is outside the input folder")
         return path
@@ -64,7 +110,9 @@ class SaveImage(Node):
     """Save images as numbered PNGs in the output folder, with the graph and settings inside."""
 
     images: Image = Input()
-    prefix: str = Input("latentgraph", tooltip="file name prefix; may include a subfolder")
+    prefix: str = Input(
+        "latentgraph", tooltip="file name prefix; may include a subfolder", check=check_prefix
+    )
     quantize: Quantize = Input("round", tooltip=QUANTIZE_HELP)
 
     def run(self, ctx: RunContext) -> Outputs:
@@ -88,8 +136,9 @@ def _save(
 ) -> list[dict[str, str]]:
     from nodes.sd.images import png_text, save_pngs
 
-    if ".." in Path(prefix).parts or Path(prefix).is_absolute():
-        raise NodeInputError("prefix", f"{prefix!r} must stay inside the output folder")
+    problem = check_prefix(prefix, ctx.paths)  # checked at validation; the folder may have changed
+    if problem is not None:
+        raise NodeInputError("prefix", problem)
     names = save_pngs(
         images.pixels, ctx.paths.output, prefix, png_text(ctx.graph), level, quantize == "truncate"
     )
@@ -112,9 +161,18 @@ class ScaleImage(Node):
     width: int = Input(512, ge=0, le=16384)
     height: int = Input(512, ge=0, le=16384)
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any]) -> list[tuple[str, str]]:
+        from nodes.latent import pixel_problem
+
+        size = pixel_problem(literals.get("width"), literals.get("height"))
+        return [] if size is None else [("width", size)]
+
     def run(self, ctx: RunContext) -> ImageOut:
         import torch
         import torch.nn.functional as F
+
+        from nodes.latent import pixel_problem
 
         pixels = self.image.pixels  # (B, H, W, 3)
         h, w = pixels.shape[1], pixels.shape[2]
@@ -122,6 +180,9 @@ class ScaleImage(Node):
             raise NodeInputError("width", "width and height cannot both be 0")
         out_w = self.width or round(w * self.height / h)
         out_h = self.height or round(h * self.width / w)
+        size = pixel_problem(out_w, out_h)
+        if size is not None:
+            raise NodeInputError("width", size)
         if self.method == "lanczos":
             import numpy as np
             from PIL import Image as PILImage

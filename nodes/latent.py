@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from engine.context import RunContext
 from engine.errors import NodeInputError
+from engine.limits import limits
 from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import Latent, Mask
 
 MAX_SIZE = 16384
+
+
+def pixel_problem(width: Any, height: Any) -> str | None:
+    """Why width × height is too many pixels for one image or latent, or None."""
+    if not isinstance(width, int) or not isinstance(height, int):
+        return None
+    allowed = limits().max_pixels
+    if width * height <= allowed:
+        return None
+    return (
+        f"{width}x{height} is {width * height:,} pixels, more than the {allowed:,} allowed "
+        "(LATENTGRAPH_MAX_PIXELS)"
+    )
+
+
+def batch_problem(batch: int) -> str:
+    """The message for a batch above the limit."""
+    return (
+        f"a batch of {batch} is more than the {limits().max_batch} allowed (LATENTGRAPH_MAX_BATCH)"
+    )
+
+
 LATENT_CHANNELS = 4
 
 
@@ -24,6 +47,20 @@ class EmptyLatent(Node):
     width: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=8, step=8)
     height: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=8, step=8)
     batch_size: int = Input(1, ge=1, le=4096)
+
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any]) -> list[tuple[str, str]]:
+        found = []
+        size = pixel_problem(literals.get("width"), literals.get("height"))
+        if size is not None:
+            found.append(("width", size))
+        batch = literals.get("batch_size")
+        if isinstance(batch, int) and batch > limits().max_batch:
+            found.append(("batch_size", batch_problem(batch)))
+        return found
+
+    def memory_estimate(self) -> tuple[str, int] | None:
+        return "cpu", self.batch_size * LATENT_CHANNELS * (self.height // 8) * (self.width // 8) * 4
 
     def run(self, ctx: RunContext) -> LatentOut:
         import torch
@@ -58,6 +95,11 @@ class UpscaleLatent(Node):
     width: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
     height: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
 
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any]) -> list[tuple[str, str]]:
+        size = pixel_problem(literals.get("width"), literals.get("height"))
+        return [] if size is None else [("width", size)]
+
     def run(self, ctx: RunContext) -> LatentOut:
         import torch.nn.functional as F
 
@@ -67,6 +109,9 @@ class UpscaleLatent(Node):
             raise NodeInputError("width", "width and height cannot both be 0")
         out_w = self.width // 8 or round(w * (self.height // 8) / h)
         out_h = self.height // 8 or round(h * (self.width // 8) / w)
+        size = pixel_problem(out_w * 8, out_h * 8)  # one side may follow the latent's
+        if size is not None:
+            raise NodeInputError("width", size)
         resized = F.interpolate(samples, size=(out_h, out_w), mode=self.method)
         mask = self.latent.noise_mask
         if mask is not None:

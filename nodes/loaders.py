@@ -27,6 +27,8 @@ def _choices(kind: str) -> object:
 
         return list_models(kind, paths.models)  # type: ignore[arg-type]
 
+    # Named in "not found" errors, so that a missing model says where it was looked for.
+    list_files.where = lambda paths: f"the {kind} folder {paths.models / kind}"  # type: ignore[attr-defined]
     return list_files
 
 

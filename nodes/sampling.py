@@ -6,6 +6,7 @@ from functools import partial
 from typing import Any, Literal, get_args
 
 from engine.context import RunContext
+from engine.errors import NodeInputError
 from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import Conditioning, Latent, UNetModel
 
@@ -29,7 +30,29 @@ CONVENTION_HELP = (
     "comfyui: nearest trained timestep and ComfyUI's CPU per-step noise, for ComfyUI's pixels"
 )
 SAMPLER_NAMES: tuple[str, ...] = get_args(SamplerName)
+# A partial denoise builds a schedule of steps / denoise steps and keeps the last ones; below
+# this it would build millions of them (1e-9 asked for a 16 GB schedule).
+MIN_DENOISE = 0.001
+MAX_SCHEDULE_STEPS = 100_000
 SCHEDULER_NAMES: tuple[str, ...] = get_args(SchedulerName)
+
+
+def _check_denoise(value: float, _paths: Any) -> str | None:
+    if 0.0 < value < MIN_DENOISE:
+        return f"denoise must be 0 or at least {MIN_DENOISE}, not {value!r}"
+    return None
+
+
+def _schedule_problem(steps: Any, denoise: Any) -> str | None:
+    if not isinstance(steps, int) or not isinstance(denoise, (int, float)) or denoise <= 0:
+        return None
+    if denoise < MIN_DENOISE or steps / denoise > MAX_SCHEDULE_STEPS:
+        lowest = steps / MAX_SCHEDULE_STEPS
+        return (
+            f"with {steps} steps, denoise {denoise!r} needs a schedule of more than "
+            f"{MAX_SCHEDULE_STEPS} steps; use denoise 0 or at least {max(lowest, MIN_DENOISE):.4g}"
+        )
+    return None
 
 
 class LatentOut(Outputs):
@@ -55,14 +78,29 @@ class Sample(Node):
     )
     sampler: SamplerName = "euler"
     scheduler: SchedulerName = "normal"
-    denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01)
+    denoise: float = Input(1.0, ge=0.0, le=1.0, step=0.01, check=_check_denoise)
     convention: Convention = Input("latentgraph", tooltip=CONVENTION_HELP)
+
+    @classmethod
+    def check_literals(cls, literals: dict[str, Any]) -> list[tuple[str, str]]:
+        problem = _schedule_problem(literals.get("steps"), literals.get("denoise"))
+        return [] if problem is None else [("denoise", problem)]
+
+    def memory_estimate(self) -> tuple[str, int] | None:
+        from nodes.sd.memory import device_name, module_itemsize, unet_bytes
+
+        batch, _, h, w = self.latent.samples.shape
+        unet = self.model.unet
+        return device_name(unet), unet_bytes(batch, h, w, module_itemsize(unet), self.cfg)
 
     def run(self, ctx: RunContext) -> LatentOut:
         from nodes.sd.preview import latent_preview
         from nodes.sd.residency import module_device
         from nodes.sd.sample import sample
 
+        problem = _schedule_problem(self.steps, self.denoise)  # linked values are checked here
+        if problem is not None:
+            raise NodeInputError("denoise", problem)
         module_device(self.model.unet)
         for control in (*self.positive.controls, *self.negative.controls):
             module_device(control.controlnet.controlnet)

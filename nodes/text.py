@@ -3,10 +3,41 @@
 from __future__ import annotations
 
 from engine.context import RunContext
+from engine.errors import NodeInputError
+from engine.limits import limits
 from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import ClipModel, Conditioning, Tokens
 
 CLIP_SKIP_HELP = "0 = the model family's default; 1 = last layer, 2 = penultimate, ..."
+
+
+def check_prompt(text: str, _paths: object = None) -> str | None:
+    """Why a prompt is too long to tokenize, or None."""
+    allowed = limits().max_prompt_chars
+    if len(text) <= allowed:
+        return None
+    return (
+        f"the prompt has {len(text):,} characters, more than the {allowed:,} allowed "
+        "(LATENTGRAPH_MAX_PROMPT_CHARS)"
+    )
+
+
+def _tokenize(text: str, clip: ClipModel) -> Tokens:
+    """Tokenize within the prompt limits; a linked prompt is checked here, a literal one earlier."""
+    from nodes.sd.tokenizer import tokenize
+
+    problem = check_prompt(text)
+    if problem is not None:
+        raise NodeInputError("text", problem)
+    tokens = tokenize(text, clip.family, clip.tokenizer)
+    windows, allowed = tokens.ids.shape[0], limits().max_token_windows
+    if windows > allowed:
+        raise NodeInputError(
+            "text",
+            f"the prompt makes {windows} windows of 77 tokens, more than the {allowed} allowed "
+            "(LATENTGRAPH_MAX_TOKEN_WINDOWS)",
+        )
+    return tokens
 
 
 class TokensOut(Outputs):
@@ -22,12 +53,10 @@ class Tokenize(Node):
     """Split a prompt into 77-token windows with weights: (word:1.2), (word), [word], \\( escapes."""
 
     clip: ClipModel = Input()
-    text: str = Input("", multiline=True)
+    text: str = Input("", multiline=True, check=check_prompt)
 
     def run(self, ctx: RunContext) -> TokensOut:
-        from nodes.sd.tokenizer import tokenize
-
-        return TokensOut(tokens=tokenize(self.text, self.clip.family, self.clip.tokenizer))
+        return TokensOut(tokens=_tokenize(self.text, self.clip))
 
 
 @node("EncodeTokens", category="conditioning")
@@ -47,13 +76,11 @@ class EncodeText(Node):
     """Tokenize and encode a prompt in one step."""
 
     clip: ClipModel = Input()
-    text: str = Input("", multiline=True)
+    text: str = Input("", multiline=True, check=check_prompt)
     clip_skip: int = Input(0, ge=0, le=24, tooltip=CLIP_SKIP_HELP)
 
     def run(self, ctx: RunContext) -> ConditioningOut:
-        from nodes.sd.tokenizer import tokenize
-
-        tokens = tokenize(self.text, self.clip.family, self.clip.tokenizer)
+        tokens = _tokenize(self.text, self.clip)
         return ConditioningOut(conditioning=_encode(self.clip, tokens, self.clip_skip))
 
 

@@ -23,6 +23,13 @@ class VAEEncode(Node):
     vae: VaeModel = Input()
     image: Image = Input()
 
+    def memory_estimate(self) -> tuple[str, int] | None:
+        from nodes.sd.memory import device_name, module_itemsize, vae_bytes
+
+        batch, height, width = self.image.pixels.shape[:3]
+        itemsize = module_itemsize(self.vae.vae)
+        return device_name(self.vae.vae), vae_bytes(batch, height, width, itemsize)
+
     def run(self, ctx: RunContext) -> LatentOut:
         from nodes.sd import vae
 
@@ -35,6 +42,13 @@ class VAEDecode(Node):
 
     vae: VaeModel = Input()
     latent: Latent = Input()
+
+    def memory_estimate(self) -> tuple[str, int] | None:
+        from nodes.sd.memory import device_name, module_itemsize, vae_bytes
+
+        batch, _, h, w = self.latent.samples.shape
+        itemsize = module_itemsize(self.vae.vae)
+        return device_name(self.vae.vae), vae_bytes(batch, h * 8, w * 8, itemsize)
 
     def run(self, ctx: RunContext) -> ImageOut:
         from nodes.sd import vae

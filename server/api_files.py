@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, MultipartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server.errors import ApiError
 from server.files import (
@@ -66,7 +68,10 @@ async def upload_image(request: web.Request) -> web.Response:
         except OutsideFolder as exc:
             raise ApiError(403, "outside_folder", str(exc)) from None
         known = await svc.store.call(lambda s: s.find_upload(subfolder, info.sha256))
-        name, existing = await asyncio.to_thread(save_upload, folder, stem, info, data, known)
+        try:
+            name, existing = await asyncio.to_thread(save_upload, folder, stem, info, data, known)
+        except UnsafePath as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
         await svc.store.call(lambda s: s.record_upload(subfolder, info.sha256, name))
     uploaded = UploadedImage(
         name=name,
@@ -100,7 +105,7 @@ async def view_file(request: web.Request) -> web.StreamResponse:
         raise ApiError(400, "bad_path", str(exc)) from None
     except OutsideFolder as exc:
         raise ApiError(403, "outside_folder", str(exc)) from None
-    except OSError:  # missing, a dangling or looping symlink, a name too long
+    except (OSError, RuntimeError):  # missing, a dangling or looping symlink, a name too long
         raise ApiError(404, "not_found", f"no file {filename!r} in {kind}") from None
     headers = dict(_VIEW_HEADERS)
     mime = content_type(path)
@@ -114,9 +119,12 @@ async def view_file(request: web.Request) -> web.StreamResponse:
 
 async def _read_form(request: web.Request, limit: int) -> tuple[str | None, bytes, str]:
     """The image's client file name and bytes, and the subfolder field, read within limits."""
-    reader = await request.multipart()
+    try:
+        reader = await request.multipart()
+    except (ValueError, AssertionError, KeyError) as exc:  # no boundary, or a malformed one
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
     filename, data, subfolder = None, None, ""
-    while (part := await reader.next()) is not None:
+    while (part := await _next_part(reader)) is not None:
         if not isinstance(part, BodyPartReader):
             raise ApiError(400, "bad_request", "nested multipart bodies are not supported")
         if part.name == "image":
@@ -125,9 +133,10 @@ async def _read_form(request: web.Request, limit: int) -> tuple[str | None, byte
             filename = part.filename
             data = await _read_part(part, limit, "the image")
         elif part.name == "subfolder":
-            subfolder = (await _read_part(part, MAX_FIELD_BYTES, "subfolder")).decode(
-                "utf-8", "replace"
-            )
+            try:
+                subfolder = (await _read_part(part, MAX_FIELD_BYTES, "subfolder")).decode("utf-8")
+            except UnicodeDecodeError:
+                raise ApiError(400, "bad_path", "subfolder is not UTF-8 text") from None
         else:
             await _read_part(part, MAX_FIELD_BYTES, f"field {part.name!r}")
     if data is None:
@@ -135,11 +144,25 @@ async def _read_form(request: web.Request, limit: int) -> tuple[str | None, byte
     return filename, data, subfolder
 
 
+async def _next_part(reader: MultipartReader) -> Any:
+    try:
+        return await reader.next()
+    except (ValueError, AssertionError, LookupError, RuntimeError, HttpProcessingError) as exc:
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None
+
+
 async def _read_part(part: BodyPartReader, limit: int, what: str) -> bytes:
     chunks, size = [], 0
-    while chunk := await part.read_chunk(CHUNK):
+    while chunk := await _read_chunk(part):
         size += len(chunk)
         if size > limit:
             raise ApiError(413, "too_large", f"{what} is larger than {limit} bytes")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def _read_chunk(part: BodyPartReader) -> bytes:
+    try:
+        return await part.read_chunk(CHUNK)
+    except (ValueError, AssertionError, LookupError, RuntimeError, HttpProcessingError) as exc:
+        raise ApiError(400, "bad_request", f"malformed multipart body: {exc}") from None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from aiohttp import web
@@ -9,12 +10,14 @@ from aiohttp import web
 from engine.errors import GraphValidationError
 from engine.formats import convert_document
 from server.errors import ApiError
+from server.files import delete_outputs
 from server.jobs import JobNotFound, JobStateConflict, summary_from_row
 from server.payloads import json_response, parse_model, parse_query, read_json
 from server.schemas import (
     CancelResult,
     EventPage,
     EventQuery,
+    JobDeleted,
     JobDetail,
     JobListQuery,
     JobPage,
@@ -97,6 +100,20 @@ async def cancel_job(request: web.Request) -> web.Response:
         raise ApiError(409, "conflict", str(exc)) from None
     status = 202 if outcome == "interrupting" else 200
     return json_response(CancelResult(job_id=job_id, outcome=outcome), status=status)
+
+
+async def delete_job(request: web.Request) -> web.Response:
+    """DELETE /api/v1/jobs/{job_id}: forget a finished job and delete its output files."""
+    svc = services(request)
+    job_id = request.match_info["job_id"]
+    try:
+        row = await svc.jobs.delete(job_id)
+    except JobNotFound:
+        raise _not_found(job_id) from None
+    except JobStateConflict as exc:
+        raise ApiError(409, "conflict", f"{exc}; cancel it first") from None
+    deleted = await asyncio.to_thread(delete_outputs, svc.paths.output, row.outputs)
+    return json_response(JobDeleted(job_id=job_id, deleted_files=deleted))
 
 
 async def move_to_front(request: web.Request) -> web.Response:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable
+from http import HTTPStatus
 
 from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_server import Server
 
 from engine.executor import Executor
 from server.comfy.routes import add_comfy_routes
-from server.errors import error_middleware
+from server.errors import ApiError, error_code, error_middleware, error_response
 from server.hub import EventHub
 from server.jobs import JobService
 from server.routes import ROUTES
@@ -47,7 +51,13 @@ def _lifecycle(
         store = StoreThread(database_path(paths.output))
         await store.open()
         hub = EventHub()
-        jobs = JobService(executor, store, hub)
+        jobs = JobService(
+            executor,
+            store,
+            hub,
+            history_max_jobs=settings.history_max_jobs,
+            history_max_age_s=settings.history_max_age_s,
+        )
         await jobs.start()
         app[SERVICES] = Services(settings, paths, executor, store, hub, jobs)
         log.info("job database: %s", store.path)
@@ -58,6 +68,46 @@ def _lifecycle(
             await store.close()
 
     return lifecycle
+
+
+def make_runner(app: web.Application) -> web.AppRunner:
+    """An AppRunner whose protocol-level errors (malformed HTTP that never reaches a handler)
+    are answered with our JSON error body rather than aiohttp's text/plain page."""
+    return _JsonErrorRunner(app, access_log=None)
+
+
+class _JsonErrorRequestHandler(RequestHandler):
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if status >= 500:
+            log.error("error handling a request from %s", request.remote, exc_info=exc)
+        else:
+            log.debug("malformed request from %s: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:
+            raise ConnectionError("a response was already sent; the connection is closed")
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else "error"
+        text = reason if status >= 500 else f"{reason}: {message or exc or 'malformed request'}"
+        response = error_response(ApiError(status, error_code(status), text[:500]))
+        response.force_close()
+        return response
+
+
+class _JsonErrorServer(Server):
+    def __call__(self) -> RequestHandler:
+        return _JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class _JsonErrorRunner(web.AppRunner):
+    async def _make_server(self) -> Server:
+        server = await super()._make_server()
+        # aiohttp builds the Server itself; only its handler factory changes.
+        server.__class__ = _JsonErrorServer
+        return server
 
 
 async def _close_websockets(app: web.Application) -> None:

@@ -12,12 +12,36 @@ import sys
 from aiohttp import web
 
 from engine.config import Paths
-from server.settings import ServerSettings, is_loopback
+from server.settings import ServerSettings, is_loopback, token_problem
 
 TOKEN_ENV = "LATENTGRAPH_TOKEN"
 # Comma-separated origins besides the server's own that may drive it (an editor served elsewhere).
 ORIGINS_ENV = "LATENTGRAPH_ALLOWED_ORIGINS"
 EXIT_OK, EXIT_FAILED, EXIT_REFUSED = 0, 1, 2
+# Server limits that an environment variable may change (see docs/limits.md).
+LIMIT_ENV = {
+    "max_json_bytes": "LATENTGRAPH_MAX_JSON_BYTES",
+    "max_upload_bytes": "LATENTGRAPH_MAX_UPLOAD_BYTES",
+    "max_upload_pixels": "LATENTGRAPH_MAX_UPLOAD_PIXELS",
+    "ws_max_queued": "LATENTGRAPH_WS_MAX_QUEUED",
+    "ws_max_connections": "LATENTGRAPH_WS_MAX_CONNECTIONS",
+    "history_max_jobs": "LATENTGRAPH_HISTORY_MAX_JOBS",
+    "history_max_age_s": "LATENTGRAPH_HISTORY_MAX_AGE_S",
+}
+
+
+def limits_from_env(env: dict[str, str]) -> dict[str, int]:
+    """The server limits set by environment variables; raises ValueError naming a bad one."""
+    chosen = {}
+    for name, var in LIMIT_ENV.items():
+        raw = env.get(var, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) <= 0:
+            raise ValueError(f"${var} must be a positive whole number, not {raw!r}")
+        chosen[name] = int(raw)
+    return chosen
+
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +50,17 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
     """Serve the API on `args.host`:`args.port`; refuses a non-loopback address without a token."""
     token = args.token or os.environ.get(TOKEN_ENV) or None
     origins = frozenset(o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip())
-    settings = ServerSettings(host=args.host, port=args.port, token=token, allowed_origins=origins)
+    if token is not None and (problem := token_problem(token)) is not None:
+        print(f"refusing --token (or ${TOKEN_ENV}): {problem}", file=sys.stderr)
+        return EXIT_REFUSED
+    try:
+        limits = limits_from_env(dict(os.environ))
+    except ValueError as exc:
+        print(f"config error: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    settings = ServerSettings(
+        host=args.host, port=args.port, token=token, allowed_origins=origins, **limits
+    )
     if not is_loopback(settings.host) and settings.token is None:
         print(
             f"refusing to listen on {settings.host} without --token (or ${TOKEN_ENV}): anyone "
@@ -47,7 +81,9 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
 
 
 async def _run(app: web.Application, settings: ServerSettings, paths: Paths) -> int:
-    runner = web.AppRunner(app, access_log=None)
+    from server.app import make_runner
+
+    runner = make_runner(app)
     await runner.setup()
     try:
         await web.TCPSite(runner, settings.host, settings.port).start()

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Handler
 
 from engine.errors import GraphError
@@ -21,8 +22,16 @@ _CODES = {
     405: "method_not_allowed",
     409: "conflict",
     413: "too_large",
+    414: "uri_too_long",
     415: "unsupported_media_type",
+    429: "too_many_requests",
+    431: "headers_too_large",
 }
+
+
+def error_code(status: int) -> str:
+    """The `error` field for a status aiohttp or the protocol layer raised."""
+    return _CODES.get(status, "error")
 
 
 class ApiError(Exception):
@@ -67,6 +76,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             ApiError(exc.status, _CODES.get(exc.status, "error"), message, headers=kept)
         )
+    except HttpProcessingError as exc:  # aiohttp's parsers, on a body a handler reads
+        status = exc.code if 400 <= exc.code < 500 else 400
+        message = f"malformed request: {exc.message or type(exc).__name__}"[:500]
+        return error_response(ApiError(status, error_code(status), message))
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return error_response(ApiError(500, "internal_error", "the server failed; see its log"))

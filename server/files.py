@@ -81,7 +81,10 @@ def resolve_inside(root: Path, subfolder: str, filename: str) -> Path:
     check_name(filename)
     parts = subfolder_parts(subfolder)
     real_root = root.resolve()
-    path = real_root.joinpath(*parts, filename).resolve(strict=True)
+    try:
+        path = real_root.joinpath(*parts, filename).resolve(strict=True)
+    except RuntimeError:  # Python < 3.13 reports a symlink loop this way, not as OSError
+        raise FileNotFoundError(filename) from None
     if not path.is_relative_to(real_root):
         raise OutsideFolder(f"{filename} resolves outside the {root.name} folder")
     if not path.is_file():
@@ -116,6 +119,30 @@ def _with_url(item: Any) -> Any:
     if folder not in FOLDER_TYPES:
         return item
     return {**item, "url": view_url(item["filename"], str(item.get("subfolder", "")), folder)}
+
+
+def delete_outputs(root: Path, outputs: dict[str, Any]) -> list[str]:
+    """Delete the output-folder files a job's UI results name; returns the ones removed.
+
+    Each name goes through the same checks as the view route, so a stored result can never
+    make this delete anything outside the output folder.
+    """
+    deleted = []
+    for ui in outputs.values():
+        for items in (ui or {}).values():
+            for item in items if isinstance(items, list) else []:
+                if not isinstance(item, dict) or item.get("type", "output") != "output":
+                    continue
+                subfolder, filename = str(item.get("subfolder", "")), item.get("filename")
+                if not isinstance(filename, str):
+                    continue
+                try:
+                    path = resolve_inside(root, subfolder, filename)
+                    path.unlink()
+                except (UnsafePath, OutsideFolder, OSError):
+                    continue
+                deleted.append(f"{subfolder}/{filename}" if subfolder else filename)
+    return deleted
 
 
 def content_type(path: Path) -> str | None:
@@ -224,8 +251,8 @@ def save_upload(
         candidates.insert(0, known)
     for name in candidates:
         path = folder / name
-        if path.is_symlink():
-            continue
+        if path.is_symlink() or (path.exists() and not path.is_file()):
+            continue  # a folder (or anything else) under this name: never write over it
         if path.is_file():
             if _sha256(path) == info.sha256:
                 return name, True
@@ -235,7 +262,12 @@ def save_upload(
         _write_atomically(path, data)
         return name, False
     name = f"{stem}-{info.sha256}{info.extension}"
-    _write_atomically(folder / name, data)
+    path = folder / name
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        raise UnsafePath(f"every name for {stem!r} is taken by a folder or link; rename the file")
+    if path.is_file() and _sha256(path) == info.sha256:
+        return name, True
+    _write_atomically(path, data)
     return name, False
 
 

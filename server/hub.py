@@ -28,7 +28,8 @@ class Subscriber(Protocol):
     codec: Codec
 
     def send(self, frames: list[Frame], live: bool = False) -> None:
-        """Queue frames without blocking; `live` marks a job's live events (not replays)."""
+        """Queue frames without blocking; `live` marks a job's events, live or replayed, which
+        count against the connection's backlog (connection messages do not)."""
         ...
 
 
@@ -109,7 +110,7 @@ class EventHub:
             newest = event.seq
             if cursor.lo is not None and cursor.lo <= event.seq <= cursor.hi:
                 continue
-            conn.send(event.frames(conn.codec))
+            conn.send(event.frames(conn.codec), live=True)  # a replay counts as job events do
             sent += 1
         if newest is not None:
             cursor.lo = after_seq + 1 if cursor.lo is None else min(cursor.lo, after_seq + 1)

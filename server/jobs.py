@@ -99,8 +99,17 @@ class ActiveJob:
 class JobService:
     """Owns the queue, the worker and the job history."""
 
-    def __init__(self, executor: Executor, store: StoreThread, hub: EventHub) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        store: StoreThread,
+        hub: EventHub,
+        *,
+        history_max_jobs: int = 10_000,
+        history_max_age_s: float | None = None,
+    ) -> None:
         self.executor = executor
+        self._history = (history_max_jobs, history_max_age_s)
         self._store = store
         self._hub = hub
         self._jobs: dict[str, ActiveJob] = {}  # pending and running jobs, until their last event
@@ -129,6 +138,7 @@ class JobService:
         self._front = min([0.0, *(j.position for j in self._pending.values())])
         if self._pending:
             log.info("%d pending job(s) kept from the last run", len(self._pending))
+        await self.prune_history()
         self._task = asyncio.create_task(self._work(), name="latentgraph-jobs")
 
     async def stop(self, grace: float) -> None:
@@ -213,6 +223,29 @@ class JobService:
         self._queue_changed()
         return job.summary()
 
+    async def delete(self, job_id: str) -> JobRow:
+        """Forget a finished job; raises JobNotFound, or JobStateConflict while it is active."""
+        job = self._jobs.get(job_id)
+        if job is not None:
+            raise JobStateConflict(job_id, job.status, "delete")
+        row = await self._store.call(lambda s: s.delete_job(job_id))
+        if row is None:
+            raise JobNotFound(job_id)
+        if row.status in ("pending", "running"):
+            raise JobStateConflict(job_id, row.status, "delete")
+        return row
+
+    async def prune_history(self) -> None:
+        """Apply the history limits (count and age) to finished jobs."""
+        max_jobs, max_age = self._history
+        try:
+            forgotten = await self._store.call(lambda s: s.prune(max_jobs, max_age, time.time()))
+        except Exception:
+            log.exception("pruning the job history failed")
+            return
+        if forgotten:
+            log.info("forgot %d old job(s) from the history", forgotten)
+
     async def get(self, job_id: str) -> JobRow | None:
         """A job from the store, whatever its state."""
         return await self._store.call(lambda s: s.get(job_id))
@@ -277,6 +310,7 @@ class JobService:
                 if self._jobs.pop(job.job_id, None) is not None:
                     log.error("job %s ended without a recorded outcome", job.job_id)
                 self._queue_changed()
+            await self.prune_history()
 
     def _execute(self, job: ActiveJob, last_seq: int) -> None:
         """Run one job on the worker thread."""

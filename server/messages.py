@@ -16,7 +16,14 @@ from typing import Annotated, Any, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from server.files import with_view_urls
-from server.schemas import JOB_ID_PATTERN, InterruptReason, JobError, JobStatus, UiOutput
+from server.schemas import (
+    JOB_ID_PATTERN,
+    MAX_SQL_INT,
+    InterruptReason,
+    JobError,
+    JobStatus,
+    UiOutput,
+)
 
 PROTOCOL_VERSION = 1
 FRAME_PREVIEW = 1
@@ -240,7 +247,7 @@ class Pong(BaseModel):
 
 
 class ErrorData(BaseModel):
-    code: Literal["bad_message", "unknown_job", "too_many_subscriptions"]
+    code: Literal["bad_message", "unknown_job", "too_many_subscriptions", "internal_error"]
     message: str
     job_id: str | None = None
 
@@ -265,7 +272,9 @@ class SubscribeData(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job_id: str = Field(pattern=JOB_ID_PATTERN)
-    after_seq: int = Field(0, ge=0, description="Replay the events after this sequence number.")
+    after_seq: int = Field(
+        0, ge=0, le=MAX_SQL_INT, description="Replay the events after this sequence number."
+    )
 
 
 class Subscribe(BaseModel):

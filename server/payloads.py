@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from engine.documents import DocumentError, parse_json
 from server.errors import ApiError
 from server.settings import TOKEN_PARAM
 
@@ -28,7 +28,8 @@ def json_response(
 
 
 async def read_json(request: web.Request, limit: int, *, optional: bool = False) -> Any:
-    """The request's JSON object; 413 past `limit` bytes, 400 if it is not a JSON object."""
+    """The request's JSON object; 413 past `limit` bytes, 415 unless it is sent as JSON, 400 if
+    it is not a strict UTF-8 JSON object (see engine.documents)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     raw = await request.read()
@@ -36,13 +37,27 @@ async def read_json(request: web.Request, limit: int, *, optional: bool = False)
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     if optional and not raw.strip():
         return {}
+    if not is_json_media_type(request.content_type):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"send the body as application/json, not {request.content_type or 'untyped'}",
+        )
     try:
-        body = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad_request", f"the body is not valid JSON: {exc}") from None
+        body = parse_json(raw, "the body")
+    except DocumentError as exc:
+        raise ApiError(400, "bad_request", str(exc)) from None
     if not isinstance(body, dict):
         raise ApiError(400, "bad_request", "the body must be a JSON object")
     return body
+
+
+def is_json_media_type(media_type: str) -> bool:
+    """application/json, or a JSON-based type such as application/merge-patch+json."""
+    kind = media_type.strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
 
 
 def parse_model(model: type[M], data: Any, what: str = "body") -> M:

@@ -23,6 +23,7 @@ from server.schemas import (
     FreedMemory,
     FreeMemory,
     JobCreated,
+    JobDeleted,
     JobDetail,
     JobListQuery,
     JobPage,
@@ -98,6 +99,15 @@ ROUTES: tuple[Route, ...] = (
         "jobs",
         {200: JobDetail},
         errors=(404,),
+    ),
+    Route(
+        "DELETE",
+        f"{API}/jobs/{{job_id}}",
+        api_jobs.delete_job,
+        "Forget a finished job and delete its output files; 409 while it is pending or running.",
+        "jobs",
+        {200: JobDeleted},
+        errors=(404, 409),
     ),
     Route(
         "GET",

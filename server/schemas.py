@@ -21,6 +21,8 @@ ACTIVE_STATUSES: tuple[JobStatus, ...] = ("pending", "running")
 InterruptReason = Literal["requested", "server_shutdown"]
 MAX_PAGE = 200
 MAX_EVENT_PAGE = 10_000
+# SQLite integers are signed 64-bit: larger offsets or sequence numbers cannot be looked up.
+MAX_SQL_INT = 2**63 - 1
 CLIENT_ID_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
 
@@ -138,13 +140,15 @@ class JobListQuery(_Strict):
     )
     client_id: ClientId | None = None
     limit: int = Field(50, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_SQL_INT)
 
 
 class EventQuery(_Strict):
     """Paging for a job's event log."""
 
-    after_seq: int = Field(0, ge=0, description="Only events with a larger sequence number.")
+    after_seq: int = Field(
+        0, ge=0, le=MAX_SQL_INT, description="Only events with a larger sequence number."
+    )
     limit: int = Field(1000, ge=1, le=MAX_EVENT_PAGE)
 
 
@@ -168,6 +172,13 @@ class CancelResult(BaseModel):
 
     job_id: str
     outcome: Literal["cancelled", "interrupting"]
+
+
+class JobDeleted(BaseModel):
+    """A finished job that was forgotten, and the output files of it that were deleted."""
+
+    job_id: str
+    deleted_files: list[str] = Field(description="Output files removed, relative to the folder.")
 
 
 class QueueCleared(BaseModel):

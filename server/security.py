@@ -75,7 +75,12 @@ def _has_token(request: web.Request, token: str) -> bool:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given:
         given = request.query.get(TOKEN_PARAM, "") if request.method in SAFE_METHODS else ""
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    try:
+        # aiohttp decodes header bytes that are not UTF-8 with surrogateescape; undo that here.
+        presented = given.strip().encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(presented, token.encode())
 
 
 def _needs_origin_check(request: web.Request) -> bool:

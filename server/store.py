@@ -255,6 +255,40 @@ class JobStore:
         value = self._db.execute("SELECT MAX(position) FROM jobs").fetchone()[0]
         return float(value or 0.0)
 
+    def delete_job(self, job_id: str) -> JobRow | None:
+        """Forget a finished job and its event log; returns the row as it was, or None."""
+        with self._transaction():
+            row = self.get(job_id)
+            if row is None or row.status in ("pending", "running"):
+                return row
+            self._db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return row
+
+    def prune(self, max_jobs: int, max_age_s: float | None, now: float) -> int:
+        """Forget finished jobs beyond the newest `max_jobs` or older than `max_age_s`."""
+        done = "status NOT IN ('pending', 'running')"
+        with self._transaction():
+            doomed = [
+                r[0]
+                for r in self._db.execute(
+                    f"SELECT id FROM jobs WHERE {done} ORDER BY number DESC LIMIT -1 OFFSET ?",
+                    (max_jobs,),
+                )
+            ]
+            if max_age_s is not None:
+                doomed += [
+                    r[0]
+                    for r in self._db.execute(
+                        f"SELECT id FROM jobs WHERE {done} AND finished_at < ?",
+                        (now - max_age_s,),
+                    )
+                ]
+            for job_id in set(doomed):
+                self._db.execute("DELETE FROM events WHERE job_id = ?", (job_id,))
+                self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+        return len(set(doomed))
+
     def find_upload(self, subfolder: str, sha256: str) -> str | None:
         """The name an upload with this content was stored under, if any."""
         row = self._db.execute(

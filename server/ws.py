@@ -15,6 +15,7 @@ from collections import deque
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
+from engine.documents import DocumentError, parse_json
 from server.errors import ApiError
 from server.hub import MAX_SUBSCRIPTIONS
 from server.messages import (
@@ -53,8 +54,9 @@ class WsConnection:
     """One websocket with an outgoing queue drained by its own writer task.
 
     `send` never blocks, so one slow client delays no one. A client that falls more than
-    `max_queued` live frames behind is disconnected (close code 4008) and can resume from its
-    last sequence number; replays and connection messages do not count against that limit.
+    `max_queued` job-event frames behind (live or replayed) gets what was queued, then is
+    disconnected (close code 4008) and can resume from its last sequence number, so every
+    resume makes progress; connection messages do not count.
     """
 
     def __init__(
@@ -69,12 +71,11 @@ class WsConnection:
         self._writer = asyncio.create_task(self._write(), name="latentgraph-ws-writer")
 
     def send(self, frames: list[Frame], live: bool = False) -> None:
-        """Queue frames for this client; `live` frames count against the backlog limit."""
+        """Queue frames for this client; `live` (job event) frames count against the backlog."""
         if self._overflowed:
             return
         if live and self._live_queued + len(frames) > self._max_queued:
-            self._overflowed = True
-            self._queue.clear()
+            self._overflowed = True  # the writer sends what is queued, then closes
         else:
             self._queue.extend((frame, live) for frame in frames)
             self._live_queued += len(frames) if live else 0
@@ -90,7 +91,7 @@ class WsConnection:
             while True:
                 await self._ready.wait()
                 self._ready.clear()
-                while self._queue and not self._overflowed:
+                while self._queue:
                     frame, live = self._queue.popleft()
                     self._live_queued -= live
                     if isinstance(frame, str):
@@ -126,6 +127,14 @@ async def serve_websocket(
 ) -> web.WebSocketResponse:
     """Run one websocket connection with `codec`; protocol facades reuse this."""
     svc = services(request)
+    limit = svc.settings.ws_max_connections
+    if len(svc.hub.connections) >= limit:
+        raise ApiError(
+            429,
+            "too_many_connections",
+            f"the server already has {limit} websocket connections (ws_max_connections)",
+            headers={"Retry-After": "5"},
+        )
     ws = web.WebSocketResponse(
         heartbeat=HEARTBEAT_S, compress=False, max_msg_size=MAX_CLIENT_MESSAGE
     )
@@ -159,8 +168,20 @@ async def close_all(svc: Services) -> None:
 
 
 async def _handle(svc: Services, conn: WsConnection, text: str) -> None:
+    """Answer one client message; nothing a client sends can break the connection's stream."""
     try:
-        message = client_message_adapter.validate_json(text)
+        await _handle_message(svc, conn, text)
+    except Exception:
+        log.exception("websocket message from client %s failed", conn.client_id)
+        _error(svc, conn, "internal_error", "the server could not handle this message")
+
+
+async def _handle_message(svc: Services, conn: WsConnection, text: str) -> None:
+    try:
+        message = client_message_adapter.validate_python(parse_json(text, "the message"))
+    except DocumentError as exc:
+        _error(svc, conn, "bad_message", str(exc))
+        return
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors()

@@ -33,14 +33,38 @@ def load_image(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """Pixels (B, H, W, 3) in [0, 1] and mask (B, H, W), 1 where alpha is 0; frames become a batch."""
     from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
+    from engine.limits import limits
+
+    allowed = limits().max_pixels
     try:
         with Image.open(path) as opened:
+            # Image.open reads only the header: refuse before decoding what cannot fit.
+            width, height = opened.size
+            frame_count = getattr(opened, "n_frames", 1)
+            if width * height > allowed:
+                raise ImageFileError(
+                    f"{path.name} is {width}x{height}, more than the {allowed:,} pixels allowed "
+                    "(LATENTGRAPH_MAX_PIXELS)"
+                )
+            if width * height * frame_count > allowed * 4:
+                raise ImageFileError(
+                    f"{path.name} has {frame_count} frames of {width}x{height}, too many to load"
+                )
             frames = [
                 ImageOps.exif_transpose(frame.copy()) for frame in ImageSequence.Iterator(opened)
             ]
+    except ImageFileError:
+        raise
     except FileNotFoundError:
         raise ImageFileError(f"{path.name} does not exist") from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (
+        UnidentifiedImageError,
+        Image.DecompressionBombError,
+        OSError,
+        SyntaxError,
+        ValueError,
+        RuntimeError,
+    ) as exc:
         raise ImageFileError(f"{path.name} is not a readable image ({exc})") from None
     size = frames[0].size
     frames = [f for f in frames if f.size == size]  # frames of another size cannot share a batch
@@ -79,9 +103,24 @@ def save_pngs(
         info.add_text(key, value)
     names = []
     array = to_8bit(pixels, truncate).numpy()
-    for index, image in enumerate(array):
-        name = f"{stem}_{counter + index:05d}.png"
-        Image.fromarray(image).save(subfolder / name, pnginfo=info, compress_level=compress_level)
+    for image in array:
+        # Exclusive create: another process saving to the same folder takes its own numbers.
+        while True:
+            name = f"{stem}_{counter:05d}.png"
+            counter += 1
+            try:
+                file = (subfolder / name).open("xb")
+            except FileExistsError:
+                continue
+            try:
+                with file:
+                    Image.fromarray(image).save(
+                        file, format="PNG", pnginfo=info, compress_level=compress_level
+                    )
+            except BaseException:
+                (subfolder / name).unlink(missing_ok=True)  # never leave half a picture
+                raise
+            break
         names.append((Path(prefix).parent / name).as_posix())
     return names
 

@@ -41,8 +41,16 @@ def list_models(kind: ModelKind, models_root: str | Path | None = None) -> list[
         return []
     marker = FOLDER_MARKERS.get(kind)
     names: list[str] = []
+    seen: set[Path] = set()
 
     def walk(directory: Path) -> None:
+        try:
+            real = directory.resolve()
+        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
+            return
+        if real in seen:  # a symlinked folder that leads back to one already listed
+            return
+        seen.add(real)
         for entry in sorted(directory.iterdir()):
             if entry.name.startswith("."):
                 continue

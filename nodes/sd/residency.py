@@ -10,12 +10,17 @@ from nodes.sd.devices import best_device
 
 
 def module_device(module: Any) -> tuple[torch.device, torch.dtype]:
-    """Move `module` to the best device if the cache offloaded it; returns its device and dtype."""
-    param = next(module.parameters())
+    """The device and dtype `module` runs with; moves it whole to the best device if any part of
+    it is elsewhere (in an executor run the cache has already onloaded it, so this only checks).
+
+    Every tensor is checked, not only the first: a LoRA copy shares most weights with its base
+    model, so offloading the base moves those and leaves the copy's own patched layers behind.
+    """
     target = best_device()
-    if param.device.type != target.type:
+    tensors = [*module.parameters(), *module.buffers()]
+    if any(t.device.type != target.type for t in tensors):
         module.to(target)
-        param = next(module.parameters())
+    param = next(module.parameters())
     return param.device, param.dtype
 
 

@@ -156,6 +156,24 @@ class Random(Node):
         return IntOut(value=RUNS["Random"])
 
 
+# Set by Block when it starts its one long call.
+BLOCK_STARTED = threading.Event()
+
+
+@node("Block", category="test/slow")
+class Block(Node):
+    """Sleeps in one call that never checks for cancellation, like a model load or a huge step."""
+
+    x: int = Input(link_only=True)
+    seconds: float = Input(1.0, ge=0.0, le=600.0)
+
+    def run(self, ctx: RunContext) -> IntOut:
+        RUNS["Block"] += 1
+        BLOCK_STARTED.set()
+        time.sleep(self.seconds)
+        return IntOut(value=self.x)
+
+
 def testing_registry() -> Registry:
     """A registry of only the test nodes."""
     import sys

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from engine.config import Paths
 from engine.executor import Executor
-from server.app import create_app
+from server.app import create_app, make_runner
 from server.messages import parse_preview_frame
 from server.services import SERVICES, Services
 from server.settings import ServerSettings
@@ -72,7 +72,7 @@ def start_server(root: Path, settings: ServerSettings | None = None) -> RunningS
 
     async def boot() -> None:
         app = create_app(executor, settings)
-        runner = web.AppRunner(app, access_log=None)
+        runner = make_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()

@@ -127,7 +127,11 @@ def test_invalid_graph_gives_400_with_every_error_and_queues_nothing(
             async with http.post(f"{server.url}{API}/jobs", json={"graph": []}) as response:
                 assert response.status == 400
                 assert (await response.json())["errors"][0]["code"] == "invalid_graph"
-            async with http.post(f"{server.url}{API}/jobs", data=b"{not json") as response:
+            async with http.post(
+                f"{server.url}{API}/jobs",
+                data=b"{not json",
+                headers={"Content-Type": "application/json"},
+            ) as response:
                 assert response.status == 400
                 assert (await response.json())["error"] == "bad_request"
             async with http.get(f"{server.url}{API}/jobs") as response:

@@ -71,8 +71,8 @@ def test_a_foreign_host_name_is_rejected_against_dns_rebinding(server: RunningSe
 
 
 def test_the_token_is_required_on_every_route_when_set(start: Callable[..., RunningServer]) -> None:
-    server = start(ServerSettings(token="s3cret"))
-    good = {"Authorization": "Bearer s3cret"}
+    server = start(ServerSettings(token="s3cret-0123456789ab"))
+    good = {"Authorization": "Bearer s3cret-0123456789ab"}
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as http:
@@ -85,15 +85,21 @@ def test_the_token_is_required_on_every_route_when_set(start: Callable[..., Runn
                 ("DELETE", f"{API}/queue"),
                 ("GET", "/nowhere"),
             ]:
-                for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                for headers in (
+                    {},
+                    {"Authorization": "Bearer wrong"},
+                    {"Authorization": "s3cret-0123456789ab"},
+                ):
                     async with http.request(method, server.url + path, headers=headers) as r:
                         assert r.status == 401, (method, path, headers)
                         assert r.headers["WWW-Authenticate"] == "Bearer"
             async with http.get(f"{server.url}{API}/jobs", headers=good) as response:
                 assert response.status == 200
-            async with http.get(f"{server.url}{API}/jobs?token=s3cret") as response:
+            async with http.get(f"{server.url}{API}/jobs?token=s3cret-0123456789ab") as response:
                 assert response.status == 200  # GET may carry it in the query (img tags)
-            async with http.post(f"{server.url}{API}/jobs?token=s3cret", json={}) as response:
+            async with http.post(
+                f"{server.url}{API}/jobs?token=s3cret-0123456789ab", json={}
+            ) as response:
                 assert response.status == 401  # state changes need the header
             with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
                 async with http.ws_connect(f"{server.url}/ws"):
@@ -101,7 +107,7 @@ def test_the_token_is_required_on_every_route_when_set(start: Callable[..., Runn
             assert refused.value.status == 401
             async with http.ws_connect(f"{server.url}/ws", headers=good) as ws:
                 assert (await ws.receive_json(timeout=10))["type"] == "hello"
-            async with http.ws_connect(f"{server.url}/ws?token=s3cret") as ws:
+            async with http.ws_connect(f"{server.url}/ws?token=s3cret-0123456789ab") as ws:
                 assert (await ws.receive_json(timeout=10))["type"] == "hello"
 
     asyncio.run(scenario())
