@@ -28,7 +28,7 @@ from engine.events import (
 from engine.node import Node
 from engine.plan import Plan, plan_run
 from engine.registry import Registry, default_registry
-from engine.validate import BoundNode, ValidatedGraph, validate_graph
+from engine.validate import BoundNode, ValidatedGraph
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +73,10 @@ class Executor:
         self._lock = threading.Lock()
 
     def validate(self, document: Any) -> ValidatedGraph:
-        """Validate a graph document; raises GraphValidationError listing every error."""
-        return validate_graph(document, self.registry, self.paths)
+        """Validate a graph document (sweeps and subgraphs expanded); raises GraphValidationError."""
+        from engine.compose import prepare_graph
+
+        return prepare_graph(document, self.registry, self.paths).validated
 
     def run(
         self,
@@ -189,7 +191,7 @@ class _Run:
             paths=self.executor.paths,
             cancel=self.cancel,
             emit=self.emit,
-            graph=self.graph.document,
+            graph=self.graph.node_documents.get(bound.id, self.graph.document),
         )
         result = instance.run(ctx)
         if not isinstance(result, bound.cls.outputs_class):

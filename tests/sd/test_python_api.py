@@ -1,0 +1,165 @@
+"""The Python API on the real SD nodes: txt2img built in code equals graphs/txt2img.json, and sweeps."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image as PILImage
+
+import nodes.latent
+import nodes.loaders
+import nodes.sampling
+import nodes.text
+from engine.builder import Graph, GraphBuildError
+from engine.config import Paths
+from engine.errors import ErrorCode
+from engine.executor import Executor
+from engine.registry import default_registry
+from nodes.image import SaveImage
+from nodes.latent import EmptyLatent
+from nodes.loaders import LoadCheckpoint
+from nodes.sampling import Sample
+from nodes.text import EncodeText
+from nodes.vae import VAEDecode
+from tests.sd.tiny_models import TinyModels
+
+ROOT = Path(__file__).resolve().parents[2]
+TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
+
+
+@pytest.fixture
+def folders(tiny_models: TinyModels, tmp_path: Path) -> Paths:
+    return Paths.resolve(models=tiny_models.models_dir, input=tmp_path, output=tmp_path / "out")
+
+
+def txt2img(**sampler: Any) -> tuple[Graph, Any, Any]:
+    """graphs/txt2img.json, built in Python with the same ids."""
+    g = Graph()
+    ckpt = g.add(LoadCheckpoint, node_id="checkpoint", checkpoint="tiny-sd1.safetensors")
+    pos = g.add(
+        EncodeText,
+        node_id="positive",
+        text="a photo of a (red:1.2) fox in the snow, detailed",
+        clip=ckpt.clip,
+    )
+    neg = g.add(EncodeText, node_id="negative", text="blurry", clip=ckpt.clip)
+    latent = g.add(EmptyLatent, node_id="latent", width=128, height=128, batch_size=1)
+    settings = {"seed": 7, "steps": 20, "cfg": 7.5, "sampler": "euler", "scheduler": "normal"}
+    sample = g.add(
+        Sample,
+        node_id="sampler",
+        **{**settings, **sampler},
+        model=ckpt.model,
+        positive=pos.conditioning,
+        negative=neg.conditioning,
+        latent=latent.latent,
+    )
+    decode = g.add(VAEDecode, node_id="decode", vae=ckpt.vae, latent=sample.latent)
+    g.add(SaveImage, node_id="save", prefix="txt2img", images=decode.image)
+    return g, sample, decode
+
+
+def test_txt2img_in_python_is_the_same_json_and_the_same_image(folders: Paths) -> None:
+    g, _, decode = txt2img()
+    file_graph = {k: v for k, v in TXT2IMG.items() if k != "editor"}
+    assert g.to_dict() == file_graph
+    assert Graph.from_dict(TXT2IMG).to_dict() == file_graph  # and back, with the same ids
+
+    g, _, decode = txt2img(steps=3)
+    executor = Executor(default_registry(), paths=folders)
+    results = g.run(executor, fetch=[decode])
+    (image,) = results.images(decode.image)
+    assert isinstance(image, PILImage.Image) and image.size == (128, 128)
+    assert isinstance(results.value(decode.image).pixels, torch.Tensor)
+    (written,) = results.files()
+    assert written.name == "txt2img_00001.png"
+
+    document = json.loads(json.dumps(TXT2IMG))
+    document["nodes"]["sampler"]["inputs"]["steps"] = 3
+    executor.cache.clear()
+    Executor(default_registry(), paths=folders).run(document)
+    from_file = PILImage.open(folders.output / "txt2img_00002.png")
+    assert list(from_file.getdata()) == list(PILImage.open(written).getdata())
+    assert list(image.getdata()) == list(from_file.convert("RGB").getdata())
+
+
+def test_a_wrong_input_name_or_port_type_raises_at_the_call() -> None:
+    g = Graph()
+    ckpt = g.add(LoadCheckpoint, checkpoint="tiny-sd1.safetensors")
+    with pytest.raises(GraphBuildError) as wrong_name:
+        g.add(EncodeText, clip=ckpt.clip, txt="a fox")
+    (error,) = wrong_name.value.errors
+    assert error.code == ErrorCode.UNKNOWN_INPUT and error.input == "txt"
+    assert str(wrong_name.value) == (
+        "encode_text.txt: EncodeText has no input 'txt' (inputs: clip, text, clip_skip)"
+        " [unknown_input]"
+    )
+    with pytest.raises(GraphBuildError) as wrong_type:
+        g.add(EncodeText, clip=ckpt.vae, text="a fox")
+    assert str(wrong_type.value) == (
+        "encode_text.clip: EncodeText.clip expects CLIP but load_checkpoint.vae is VAE"
+        " [type_mismatch]"
+    )
+    with pytest.raises(GraphBuildError, match=r"steps: 0 is out of range"):
+        g.add(Sample, steps=0)  # also missing links: every mistake of the call is listed
+    with pytest.raises(
+        AttributeError, match=r"has no output 'clipp' \(outputs: model, clip, vae\)"
+    ):
+        _ = ckpt.clipp
+    assert len(g) == 1  # nothing half-added
+
+
+def test_auto_ids_are_readable_and_unique() -> None:
+    g = Graph()
+    ckpt = g.add(LoadCheckpoint, checkpoint="tiny-sd1.safetensors")
+    a = g.add(EncodeText, clip=ckpt.clip, text="a")
+    b = g.add(EncodeText, clip=ckpt.clip, text="b")
+    assert [ckpt.id, a.id, b.id] == ["load_checkpoint", "encode_text", "encode_text_2"]
+    assert g.add(VAEDecode, vae=ckpt.vae, latent=g.add(EmptyLatent).latent).id == "vae_decode"
+
+
+def counting(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count real `run` calls of the loader, the text encoder and the sampler."""
+    calls: Counter[str] = Counter()
+    for module, name in (
+        (nodes.loaders, "LoadCheckpoint"),
+        (nodes.text, "EncodeText"),
+        (nodes.sampling, "Sample"),
+        (nodes.latent, "EmptyLatent"),
+    ):
+        cls = getattr(module, name)
+        original = cls.run
+
+        def wrapped(self: Any, ctx: Any, _original: Any = original, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _original(self, ctx)
+
+        monkeypatch.setattr(cls, "run", wrapped)
+    return calls
+
+
+def test_a_seed_sweep_loads_and_encodes_once_and_samples_three_times(
+    folders: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = counting(monkeypatch)
+    g, sample, decode = txt2img(steps=2)
+    g.sweep(sample, seed=[1, 2, 3])
+    results = g.run(Executor(default_registry(), paths=folders), fetch=[decode])
+    assert calls == {"LoadCheckpoint": 1, "EncodeText": 2, "EmptyLatent": 1, "Sample": 3}
+    files = results.files()
+    assert [f.name for f in files] == [f"txt2img_seed{s}_00001.png" for s in (1, 2, 3)]
+    for seed, file in zip((1, 2, 3), files, strict=True):
+        text = PILImage.open(file).text
+        assert json.loads(text["parameters"])["sampling"]["sampler"]["seed"] == seed
+        graph = json.loads(text["latentgraph.graph"])
+        assert graph["nodes"]["sampler"]["inputs"]["seed"] == seed and "sweep" not in graph
+    views = results.combinations
+    assert [v.sweep_values for v in views] == [{"sampler.seed": s} for s in (1, 2, 3)]
+    first, second = (v.value(decode.image).pixels for v in views[:2])
+    assert not torch.equal(first, second)
+    assert [v.files()[0].name for v in views] == [f.name for f in files]
