@@ -30,7 +30,10 @@ async def submit_job(request: web.Request) -> web.Response:
     svc = services(request)
     body = parse_model(SubmitJob, await read_json(request, svc.settings.max_json_bytes))
     try:
-        created = await svc.jobs.submit(body.graph, body.client_id, body.front)
+        graph = body.graph
+        if body.sweep is not None and isinstance(graph, dict):
+            graph = {**graph, "sweep": body.sweep.model_dump(mode="json")}
+        created = await svc.jobs.submit(graph, body.client_id, body.front)
     except GraphValidationError as exc:
         raise ApiError(
             400,
