@@ -120,28 +120,28 @@ class Graph:
         return self._add(spec, node_id, inputs, extra={})
 
     def add_subgraph(
-        self, subgraph: str | Path | dict[str, Any], /, *, node_id: str | None = None, **inputs: Any
+        self, subgraph: str | dict[str, Any], /, *, node_id: str | None = None, **inputs: Any
     ) -> NodeRef:
-        """Add a subgraph as one node: a file (in the subgraphs folder) or an embedded definition."""
-        from engine.subgraph import interface_spec, load_definition
+        """Add a subgraph as one node: a file name (in the subgraphs folder) or an embedded graph.
 
-        definition = load_definition(subgraph, base_dirs=())
-        reference: Any = str(subgraph) if isinstance(subgraph, (str, Path)) else subgraph
-        spec = interface_spec(definition, SUBGRAPH_TYPE)
-        return self._add(
-            spec,
-            node_id
-            or _snake(
-                Path(str(subgraph)).stem if isinstance(subgraph, (str, Path)) else "subgraph"
-            ),
-            inputs,
-            extra={"subgraph": reference},
-        )
+        Its declared inputs are checked like any node's; its declared outputs are its ports.
+        """
+        from engine.subgraph import subgraph_spec
+
+        spec = subgraph_spec(subgraph, self.registry)
+        base = Path(subgraph).stem if isinstance(subgraph, str) else "subgraph"
+        return self._add(spec, node_id, inputs, extra={"subgraph": subgraph}, base=base)
 
     def _add(
-        self, spec: NodeSpec, node_id: str | None, inputs: dict[str, Any], extra: dict[str, Any]
+        self,
+        spec: NodeSpec,
+        node_id: str | None,
+        inputs: dict[str, Any],
+        extra: dict[str, Any],
+        base: str | None = None,
     ) -> NodeRef:
-        node_id = self._new_id(spec.type if node_id is None else node_id, given=node_id is not None)
+        wanted = node_id if node_id is not None else (base or spec.type)
+        node_id = self._new_id(wanted, given=node_id is not None)
         literals, links, errors = {}, {}, []
 
         def error(code: ErrorCode, message: str, name: str | None, value: Any = None) -> None:
@@ -266,7 +266,7 @@ class Graph:
 
         Nodes of unknown types are kept (they fail when the graph is validated or run).
         """
-        from engine.subgraph import interface_spec, load_definition
+        from engine.subgraph import subgraph_spec
 
         parsed = parse_graph(document)
         graph = cls(registry)
@@ -275,9 +275,7 @@ class Graph:
             graph._nodes[node_id] = entry
             node_cls = graph.registry.get(entry["type"])
             if entry["type"] == SUBGRAPH_TYPE and "subgraph" in entry:
-                spec = interface_spec(
-                    load_definition(entry["subgraph"], base_dirs=()), SUBGRAPH_TYPE
-                )
+                spec = subgraph_spec(entry["subgraph"], graph.registry)
             elif node_cls is not None:
                 spec = node_cls.spec
             else:

@@ -177,6 +177,11 @@ class _Run:
 
     def _run_node(self, bound: BoundNode) -> None:
         key, spec = self.plan.keys[bound.id], bound.cls.spec
+        if key not in self.values and (entry := self.cache.get(key)) is not None:
+            # It ran earlier in this run and its first consumers already let go of it (the
+            # second use of a subgraph, say): take it from the cache again.
+            self._pin(key)
+            self.values[key] = entry.outputs
         if key in self.values:  # a structurally identical node already ran in this run
             self.emit(self._finished(bound.id, None, cached=True))
             return

@@ -117,6 +117,14 @@ def interface_spec(definition: GraphFile, type_name: str, output_node: bool = Fa
     )
 
 
+def subgraph_spec(reference: Any, registry: Registry, base_dirs: Sequence[Path] = ()) -> NodeSpec:
+    """The ports of a subgraph (a file reference or an embedded document), as a node spec."""
+    definition = load_definition(reference, base_dirs)
+    dirs = (*base_dirs, subgraph_folder())
+    output_node = _Composer(registry, None).has_output_node(definition, dirs)
+    return interface_spec(definition, SUBGRAPH_TYPE, output_node)
+
+
 def list_subgraphs(registry: Registry, folder: Path | None = None) -> dict[str, Any]:
     """The subgraphs in the folder that an editor can offer, by file name, with their ports.
 
