@@ -15,7 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from engine.errors import ErrorCode, GraphError, GraphValidationError
 from engine.graph import NODE_ID_PATTERN, parse_graph, split_link
@@ -60,6 +60,16 @@ class Port(Generic[T_co]):
 
     def __repr__(self) -> str:
         return f"Port({self.link}: {self.type})"
+
+
+class NodeHandle(Protocol):
+    """What every added node offers, whatever its outputs (the typed handles extend it)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def spec(self) -> NodeSpec: ...
 
 
 class NodeRef:
@@ -210,7 +220,7 @@ class Graph:
         ref = self._refs[node_id] = NodeRef(self, node_id, spec)
         return ref
 
-    def sweep(self, node: NodeRef, /, **values: Sequence[Any]) -> None:
+    def sweep(self, node: NodeHandle, /, **values: Sequence[Any]) -> None:
         """Run the graph once per value of these inputs of `node` (see `sweep_mode`)."""
         for name, options in values.items():
             if node.spec.input(name) is None:
@@ -311,7 +321,7 @@ class Graph:
         self,
         executor: Executor | None = None,
         *,
-        fetch: Iterable[NodeRef | Port[Any]] = (),
+        fetch: Iterable[NodeHandle | Port[Any]] = (),
         on_event: EventSink | None = None,
         cancel: CancelToken | None = None,
         check: bool = True,
@@ -326,7 +336,7 @@ class Graph:
         executor = executor if executor is not None else Executor(self.registry)
         return run_graph(self, executor, fetch, on_event=on_event, cancel=cancel, check=check)
 
-    def document_for_run(self, fetch: Iterable[NodeRef | Port[Any]]) -> dict[str, Any]:
+    def document_for_run(self, fetch: Iterable[NodeHandle | Port[Any]]) -> dict[str, Any]:
         """`to_dict`, with the fetched nodes added to what is computed."""
         document = self.to_dict()
         wanted = [item.node_id if isinstance(item, Port) else item.id for item in fetch]

@@ -13,7 +13,7 @@ from engine.executor import EventSink, Executor, RunResult
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from engine.builder import Graph, NodeRef, Port
+    from engine.builder import Graph, NodeHandle, Port
     from engine.context import CancelToken
 
 
@@ -62,7 +62,7 @@ class View:
         array = (pixels * 255).round().to(dtype=_uint8()).numpy()
         return [Image.fromarray(item) for item in array]
 
-    def files(self, node: NodeRef | None = None) -> list[Path]:
+    def files(self, node: NodeHandle | None = None) -> list[Path]:
         """The files output nodes wrote (all of them, or those of `node`)."""
         if node is not None:
             wanted: set[str] | None = {self.ids.get(node.id, node.id)}
@@ -102,7 +102,7 @@ class Results(View):
 def run_graph(
     graph: Graph,
     executor: Executor,
-    fetch: Iterable[NodeRef | Port[Any]],
+    fetch: Iterable[NodeHandle | Port[Any]],
     *,
     on_event: EventSink | None,
     cancel: CancelToken | None,

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -37,8 +39,8 @@ def folders(tiny_models: TinyModels, tmp_path: Path) -> Paths:
     return Paths.resolve(models=tiny_models.models_dir, input=tmp_path, output=tmp_path / "out")
 
 
-def txt2img(**sampler: Any) -> tuple[Graph, Any, Any]:
-    """graphs/txt2img.json, built in Python with the same ids."""
+def txt2img(size: int = 128, **sampler: Any) -> tuple[Graph, Any, Any]:
+    """graphs/txt2img.json, built in Python with the same ids (at `size`, with `sampler` changes)."""
     g = Graph()
     ckpt = g.add(LoadCheckpoint, node_id="checkpoint", checkpoint="tiny-sd1.safetensors")
     pos = g.add(
@@ -48,7 +50,7 @@ def txt2img(**sampler: Any) -> tuple[Graph, Any, Any]:
         clip=ckpt.clip,
     )
     neg = g.add(EncodeText, node_id="negative", text="blurry", clip=ckpt.clip)
-    latent = g.add(EmptyLatent, node_id="latent", width=128, height=128, batch_size=1)
+    latent = g.add(EmptyLatent, node_id="latent", width=size, height=size, batch_size=1)
     settings = {"seed": 7, "steps": 20, "cfg": 7.5, "sampler": "euler", "scheduler": "normal"}
     sample = g.add(
         Sample,
@@ -70,17 +72,18 @@ def test_txt2img_in_python_is_the_same_json_and_the_same_image(folders: Paths) -
     assert g.to_dict() == file_graph
     assert Graph.from_dict(TXT2IMG).to_dict() == file_graph  # and back, with the same ids
 
-    g, _, decode = txt2img(steps=3)
+    g, _, decode = txt2img(size=64, steps=2)
     executor = Executor(default_registry(), paths=folders)
     results = g.run(executor, fetch=[decode])
     (image,) = results.images(decode.image)
-    assert isinstance(image, PILImage.Image) and image.size == (128, 128)
+    assert isinstance(image, PILImage.Image) and image.size == (64, 64)
     assert isinstance(results.value(decode.image).pixels, torch.Tensor)
     (written,) = results.files()
     assert written.name == "txt2img_00001.png"
 
     document = json.loads(json.dumps(TXT2IMG))
-    document["nodes"]["sampler"]["inputs"]["steps"] = 3
+    document["nodes"]["sampler"]["inputs"]["steps"] = 2
+    document["nodes"]["latent"]["inputs"].update(width=64, height=64)
     executor.cache.clear()
     Executor(default_registry(), paths=folders).run(document)
     from_file = PILImage.open(folders.output / "txt2img_00002.png")
@@ -147,7 +150,7 @@ def test_a_seed_sweep_loads_and_encodes_once_and_samples_three_times(
     folders: Paths, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = counting(monkeypatch)
-    g, sample, decode = txt2img(steps=2)
+    g, sample, decode = txt2img(size=64, steps=2)
     g.sweep(sample, seed=[1, 2, 3])
     results = g.run(Executor(default_registry(), paths=folders), fetch=[decode])
     assert calls == {"LoadCheckpoint": 1, "EncodeText": 2, "EmptyLatent": 1, "Sample": 3}
@@ -163,3 +166,64 @@ def test_a_seed_sweep_loads_and_encodes_once_and_samples_three_times(
     first, second = (v.value(decode.image).pixels for v in views[:2])
     assert not torch.equal(first, second)
     assert [v.files()[0].name for v in views] == [f.name for f in files]
+
+
+def test_the_typed_graph_module_is_current() -> None:
+    from engine.typed_graph import TARGET, builtin_registry, render
+
+    assert TARGET.read_text() == render(builtin_registry()), "run: python -m engine.typed_graph"
+
+
+def test_the_type_checker_rejects_a_wrong_port_and_a_wrong_input_name(tmp_path: Path) -> None:
+    snippet = tmp_path / "snippet.py"
+    snippet.write_text(
+        "from nodes.graph import EncodeText, Graph, LoadCheckpoint\n"
+        "g = Graph()\n"
+        'ckpt = g.add(LoadCheckpoint, checkpoint="x.safetensors")\n'
+        'g.add(EncodeText, clip=ckpt.clip, text="fine")\n'
+        'g.add(EncodeText, clip=ckpt.vae, text="wrong port")\n'
+        'g.add(EncodeText, clip=ckpt.clip, txt="wrong name")\n'
+        "reveal_type(ckpt.model)\n"
+    )
+    checked = subprocess.run(
+        [sys.executable, "-m", "mypy", "--follow-imports=silent", str(snippet)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    lines = [line.split(": ", 1)[1] for line in checked.stdout.splitlines() if ": " in line]
+    assert 'Revealed type is "engine.builder.Port[nodes.sd.values.UNetModel]"' in "\n".join(lines)
+    errors = [line for line in checked.stdout.splitlines() if ": error:" in line]
+    assert [e.split(":")[1] for e in errors] == ["5", "6"], checked.stdout
+    assert 'has incompatible type "Port[VaeModel]"; expected "Port[ClipModel]"' in errors[0]
+
+
+def test_the_example_script_sweeps_three_seeds(tiny_models: TinyModels, tmp_path: Path) -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "python_api.py"),
+            "--models",
+            str(tiny_models.models_dir),
+            "--out",
+            str(tmp_path),
+            "--steps",
+            "2",
+            "--size",
+            "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "{'sampler.seed'",
+        "{'sampler.seed'",
+        "{'sampler.seed'",
+    ]
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        f"python_api_seed{s}_00001.png" for s in (1, 2, 3)
+    ]

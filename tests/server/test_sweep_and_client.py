@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from engine.builder import Graph
 from engine.client import Client
 from engine.errors import GraphValidationError
+from engine.subgraph import SUBGRAPHS_ENV
 from tests.server.harness import RunningServer, graph
 from tests.server.nodes import server_registry
 
@@ -51,3 +55,47 @@ def test_the_client_submits_a_built_graph_and_reports_graph_errors(server: Runni
     assert [(e.node_id, e.input, e.code) for e in invalid.value.errors] == [
         ("slow", "steps", "value_out_of_range")
     ]
+
+
+SLOW = {
+    "interface": {
+        "inputs": {"x": {"type": "INT"}, "steps": {"type": "INT", "default": 2}},
+        "outputs": {"value": {"type": "INT", "source": "slow.value"}},
+    },
+    "nodes": {
+        "slow": {
+            "type": "SlowSteps",
+            "inputs": {"delay": 0.0},
+            "links": {"x": "inputs.x", "steps": "inputs.steps"},
+        }
+    },
+}
+
+
+def test_the_server_lists_subgraphs_and_reports_their_progress_under_the_outer_node(
+    server: RunningServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "subgraphs"
+    folder.mkdir()
+    (folder / "slow.json").write_text(json.dumps(SLOW))
+    monkeypatch.setenv(SUBGRAPHS_ENV, str(folder))
+
+    async def catalog() -> dict:
+        async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/v1/nodes") as r:
+            return await r.json()
+
+    listed = asyncio.run(catalog())["subgraphs"]["slow.json"]
+    assert [i["name"] for i in listed["inputs"]] == ["x", "steps"]
+    document = {
+        "nodes": {
+            "a": {"type": "Constant", "inputs": {"value": 1}},
+            "work": {"type": "Subgraph", "subgraph": "slow.json", "links": {"x": "a.value"}},
+            "out": {"type": "ShowInt", "links": {"value": "work.value"}},
+        }
+    }
+    result = Client(server.url).run(document)
+    assert result.outputs == {"out": {"value": [3]}}
+    progress = [e["data"] for e in result.events if e["type"] == "progress"]
+    assert {p["node_id"] for p in progress} == {"work/slow"} and len(progress) == 3
+    started = [e["data"]["node_id"] for e in result.events if e["type"] == "node_started"]
+    assert started == ["a", "work/slow", "out"]
