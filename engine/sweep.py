@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from engine.registry import Registry
 SweepMode = Literal["product", "zip"]
 _SAFE_LABEL = re.compile(r"^[A-Za-z0-9.+-]{1,24}$")
 FILE_PREFIX_INPUT = "prefix"
+# Each combination copies part of the graph into one plan; this bounds what one request can ask.
+MAX_COMBINATIONS = 1024
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,14 @@ def parse_values(raw: str, read_file: Any = None) -> list[Any]:
 def combinations(values: Mapping[str, Sequence[Any]], mode: SweepMode) -> list[dict[str, Any]]:
     """Every combination (product) or the i-th value of each input together (zip)."""
     names = list(values)
+    count = (
+        min(len(v) for v in values.values())
+        if mode == "zip"
+        else math.prod(map(len, values.values()))
+    )
+    if count > MAX_COMBINATIONS:
+        message = f"the sweep has {count} combinations; at most {MAX_COMBINATIONS} run in one graph"
+        raise GraphValidationError([GraphError(code=ErrorCode.INVALID_GRAPH, message=message)])
     if mode == "zip":
         lengths = {len(v) for v in values.values()}
         if len(lengths) > 1:

@@ -34,6 +34,8 @@ def test_product_and_zip_give_the_right_combinations() -> None:
         GraphValidationError, match=r"same number of values per input \(a.value: 2, b.x: 3\)"
     ):
         combinations({"a.value": [1, 2], "b.x": [1, 2, 3]}, "zip")
+    with pytest.raises(GraphValidationError, match="has 1089 combinations; at most 1024"):
+        combinations({"a.value": list(range(33)), "b.x": list(range(33))}, "product")
 
 
 def test_sweep_values_parse_as_json_or_text_or_lines_of_a_file(tmp_path: Path) -> None:

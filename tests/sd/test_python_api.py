@@ -227,3 +227,21 @@ def test_the_example_script_sweeps_three_seeds(tiny_models: TinyModels, tmp_path
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
         f"python_api_seed{s}_00001.png" for s in (1, 2, 3)
     ]
+
+
+def test_the_prompts_subgraph_shares_all_work_with_txt2img(
+    folders: Paths, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTGRAPH_SUBGRAPHS", str(ROOT / "subgraphs"))
+    plain = json.loads(json.dumps(TXT2IMG))
+    composed = json.loads((ROOT / "graphs" / "txt2img_subgraph.json").read_text())
+    for graph in (plain, composed):
+        graph["nodes"]["sampler"]["inputs"]["steps"] = 2
+        graph["nodes"]["latent"]["inputs"].update(width=64, height=64)
+    executor = Executor(default_registry(), paths=folders)
+    first = executor.run(plain)
+    again = executor.run(composed)
+    # Inner nodes have the same lineage keys as txt2img's own encoders: nothing runs again.
+    assert again.status == "finished" and again.executed == []
+    assert again.ui["save"] == first.ui["save"]
+    assert executor.validate(composed).nodes["prompts/negative"].literals["text"] == "blurry"
