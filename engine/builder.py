@@ -32,6 +32,7 @@ T_co = TypeVar("T_co", covariant=True)
 SweepMode = Literal["product", "zip"]
 _ID = re.compile(NODE_ID_PATTERN)
 SUBGRAPH_TYPE = "Subgraph"
+INPUTS_NODE = "inputs"  # as in engine.subgraph, which imports this module lazily
 
 
 class GraphBuildError(GraphValidationError):
@@ -117,6 +118,7 @@ class Graph:
         self.outputs: list[str] | None = None
         self.sweeps: dict[str, list[Any]] = {}
         self.sweep_mode: SweepMode = "product"
+        self._interface: dict[str, dict[str, Any]] = {"inputs": {}, "outputs": {}}
 
     # --- Building. ---
 
@@ -130,13 +132,21 @@ class Graph:
         return self._add(spec, node_id, inputs, extra={})
 
     def add_subgraph(
-        self, subgraph: str | dict[str, Any], /, *, node_id: str | None = None, **inputs: Any
+        self,
+        subgraph: str | dict[str, Any] | Graph,
+        /,
+        *,
+        node_id: str | None = None,
+        **inputs: Any,
     ) -> NodeRef:
-        """Add a subgraph as one node: a file name (in the subgraphs folder) or an embedded graph.
+        """Add a subgraph as one node: a file name (in the subgraphs folder), or a graph to embed.
 
         Its declared inputs are checked like any node's; its declared outputs are its ports.
         """
         from engine.subgraph import subgraph_spec
+
+        if isinstance(subgraph, Graph):
+            subgraph = subgraph.to_dict()
 
         spec = subgraph_spec(subgraph, self.registry)
         base = Path(subgraph).stem if isinstance(subgraph, str) else "subgraph"
@@ -220,6 +230,22 @@ class Graph:
         ref = self._refs[node_id] = NodeRef(self, node_id, spec)
         return ref
 
+    def input(self, name: str, type_name: str, *, default: Any = None) -> Port[Any]:
+        """Declare an input of this graph as a subgraph; link inner nodes to the port returned."""
+        if port_by_name(type_name) is None:
+            raise ValueError(f"unknown port type {type_name!r}")
+        declared: dict[str, Any] = {"type": type_name}
+        if default is not None:
+            declared["default"] = default
+        self._interface["inputs"][name] = declared
+        return Port(self, INPUTS_NODE, name, type_name)
+
+    def output(self, name: str, port: Port[Any]) -> None:
+        """Declare an output of this graph as a subgraph, provided by `port`."""
+        if port.graph is not self:
+            raise ValueError(f"{port.link} belongs to another Graph")
+        self._interface["outputs"][name] = {"type": port.type, "source": port.link}
+
     def sweep(self, node: NodeHandle, /, **values: Sequence[Any]) -> None:
         """Run the graph once per value of these inputs of `node` (see `sweep_mode`)."""
         for name, options in values.items():
@@ -260,6 +286,8 @@ class Graph:
             document["outputs"] = list(self.outputs)
         if self.sweeps:
             document["sweep"] = {"values": dict(self.sweeps), "mode": self.sweep_mode}
+        if self._interface["inputs"] or self._interface["outputs"]:
+            document["interface"] = json.loads(json.dumps(self._interface))
         return document
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -303,6 +331,10 @@ class Graph:
                 )
             graph._refs[node_id] = NodeRef(graph, node_id, spec)
         graph.outputs = parsed.outputs
+        if parsed.interface is not None:
+            graph._interface = parsed.interface.model_dump(
+                mode="json", include={"inputs", "outputs"}, exclude_defaults=True
+            )
         if parsed.sweep is not None:
             graph.sweeps = {k: list(v) for k, v in parsed.sweep.values.items()}
             graph.sweep_mode = parsed.sweep.mode

@@ -114,15 +114,17 @@ def expand_sweep(document: dict[str, Any], registry: Registry) -> ExpandedSweep 
     errors = []
     for path in values:
         node_id, name = split_link(path)
+        cls = registry.get(nodes[node_id].get("type", "")) if node_id in nodes else None
         if node_id not in nodes:
-            errors.append(
-                GraphError(
-                    code=ErrorCode.INVALID_GRAPH,
-                    message=f"sweep {path!r}: the graph has no node {node_id!r}",
-                    node_id=node_id,
-                    input=name,
-                )
-            )
+            message = f"sweep {path!r}: the graph has no node {node_id!r}"
+        elif cls is not None and cls.spec.input(name) is None:
+            known = ", ".join(i.name for i in cls.spec.inputs) or "none"
+            message = f"sweep {path!r}: {cls.spec.type} has no input {name!r} (inputs: {known})"
+        else:
+            continue
+        errors.append(
+            GraphError(code=ErrorCode.INVALID_GRAPH, message=message, node_id=node_id, input=name)
+        )
     if errors:
         raise GraphValidationError(errors)
     rows = combinations(values, sweep.get("mode", "product"))

@@ -256,3 +256,28 @@ def test_python_api_adds_subgraphs_by_file_and_checks_their_ports(
     with pytest.raises(GraphBuildError) as wrong:
         g.add_subgraph("scaled_text.json", x=scaled.text)
     assert wrong.value.errors[0].code == ErrorCode.TYPE_MISMATCH
+
+
+def test_a_subgraph_declared_in_python_is_embedded_and_shared(
+    executor: Executor, registry: Registry
+) -> None:
+    inner = Graph(registry)
+    x = inner.input("x", "FLOAT")
+    factor = inner.input("factor", "FLOAT", default=2.0)
+    scale = inner.add("Scale", node_id="scale", x=x, factor=factor)
+    inner.output("value", scale.value)
+    assert inner.to_dict()["interface"] == {
+        "inputs": {"x": {"type": "FLOAT"}, "factor": {"type": "FLOAT", "default": 2.0}},
+        "outputs": {"value": {"type": "FLOAT", "source": "scale.value"}},
+    }
+    assert Graph.from_dict(inner.to_dict(), registry).to_dict() == inner.to_dict()
+    outer = Graph(registry)
+    a = outer.add("Constant", value=4)
+    one = outer.add_subgraph(inner, x=a.value)
+    two = outer.add_subgraph(inner, x=a.value)
+    total = outer.add("Add", a=a.value, b=a.value)
+    outer.add("ShowInt", value=total.value)
+    results = outer.run(executor, fetch=[one, two])
+    assert (one.id, two.id) == ("subgraph", "subgraph_2")
+    assert results.value(one.value) == results.value(two.value) == 8.0
+    assert RUNS["Scale"] == 1

@@ -79,6 +79,11 @@ def test_sweeping_a_missing_node_is_a_validation_error(executor: Executor) -> No
     graph["sweep"] = {"values": {"nope.value": [1]}}
     with pytest.raises(GraphValidationError, match=r"sweep 'nope\.value': the graph has no node"):
         executor.run(graph)
+    graph["sweep"] = {"values": {"scale.nope": [1]}}
+    with pytest.raises(
+        GraphValidationError, match=r"Scale has no input 'nope' \(inputs: x, factor\)"
+    ):
+        executor.run(graph)
     graph["sweep"] = {"values": {"scale.factor": [1.0, 99.0]}}
     with pytest.raises(GraphValidationError) as bad_value:
         executor.run(graph)
