@@ -97,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NODE.INPUT=VALUE",
         help="set an input; VALUE is read as JSON if it parses, else as text (repeatable)",
     )
+    run.add_argument(
+        "--sweep",
+        action="append",
+        default=[],
+        metavar="NODE.INPUT=V1,V2,...",
+        help="run once per value (JSON or text; @FILE reads one per line); repeatable: every combination",
+    )
+    run.add_argument("--zip", action="store_true", help="pair the --sweep values instead")
     run.add_argument("--out", metavar="DIR", help="output folder (default: ./output)")
     run.add_argument(
         "--json", action="store_true", help="print one JSON event per line instead of progress bars"
@@ -199,6 +207,29 @@ def _load(path: str, overrides: list[str]) -> tuple[Any, list[Any], Any]:
     return document, errors, converted
 
 
+def _with_sweep(document: dict[str, Any], sweeps: list[str], zipped: bool) -> dict[str, Any]:
+    """The document with `--sweep NODE.INPUT=VALUES` added to its sweep; raises GraphValidationError."""
+    from engine.errors import ErrorCode, GraphError, GraphValidationError
+    from engine.sweep import parse_values
+
+    values = dict(document.get("sweep", {}).get("values", {}))
+    for item in sweeps:
+        target, sep, raw = item.partition("=")
+        try:
+            parsed = parse_values(raw) if sep else []
+        except OSError as exc:
+            parsed, sep = [], ""
+            item = f"{item} ({exc.strerror})"
+        if not sep or "." not in target or not parsed:
+            message = f"--sweep {item!r}: expected NODE.INPUT=V1,V2,... or NODE.INPUT=@FILE"
+            raise GraphValidationError([GraphError(code=ErrorCode.INVALID_GRAPH, message=message)])
+        values[target] = parsed
+    if values:
+        mode = "zip" if zipped else document.get("sweep", {}).get("mode", "product")
+        document["sweep"] = {"values": values, "mode": mode}
+    return document
+
+
 def _print_errors(errors: list[Any], as_json: bool) -> None:
     if as_json:
         print(
@@ -213,15 +244,15 @@ def _print_errors(errors: list[Any], as_json: bool) -> None:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from engine.compose import prepare_graph
     from engine.errors import GraphValidationError
     from engine.registry import default_registry
-    from engine.validate import validate_graph
 
     paths = _paths(args)
     try:
         document, _, converted = _load(args.graph, [])
         try:
-            validate_graph(document, default_registry(), paths)
+            prepare_graph(document, default_registry(), paths, [Path(args.graph).parent])
         except GraphValidationError as exc:
             raise converted.blamed(exc) from None
     except GraphValidationError as exc:
@@ -232,6 +263,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from engine.compose import prepare_graph
     from engine.errors import GraphValidationError
     from engine.executor import Executor
     from engine.interrupts import RunInThread
@@ -241,7 +273,10 @@ def _run(args: argparse.Namespace) -> int:
     try:
         document, set_errors, converted = _load(args.graph, args.overrides)
         try:
-            graph = executor.validate(document)
+            document = _with_sweep(document, args.sweep, args.zip)
+            graph = prepare_graph(
+                document, executor.registry, paths, [Path(args.graph).parent]
+            ).validated
         except GraphValidationError as exc:
             raise GraphValidationError([*set_errors, *converted.blamed(exc).errors]) from None
         if set_errors:
@@ -341,16 +376,25 @@ def _import(args: argparse.Namespace) -> int:
 
 def _nodes(args: argparse.Namespace) -> int:
     from engine.registry import default_registry
+    from engine.subgraph import list_subgraphs
 
     registry = default_registry()
+    subgraphs = list_subgraphs(registry)
     if args.json:
-        print(json.dumps(registry.catalog(_paths(args)), indent=2))
+        print(json.dumps({**registry.catalog(_paths(args)), "subgraphs": subgraphs}, indent=2))
         return EXIT_OK
-    for spec in registry.specs():
-        ins = ", ".join(f"{i.name}: {i.type}" for i in spec.inputs)
-        outs = ", ".join(f"{o.name}: {o.type}" for o in spec.outputs) or "-"
-        print(f"{spec.category:<16} {spec.type:<22} ({ins}) -> {outs}")
+    specs = [(s.category, s.type, s.inputs, s.outputs) for s in registry.specs()]
+    for name, entry in subgraphs.items():  # used as {"type": "Subgraph", "subgraph": NAME}
+        specs.append(("subgraphs", name, entry["inputs"], entry["outputs"]))
+    for category, type_name, inputs, outputs in specs:
+        ins = ", ".join(f"{_field(i, 'name')}: {_field(i, 'type')}" for i in inputs)
+        outs = ", ".join(f"{_field(o, 'name')}: {_field(o, 'type')}" for o in outputs) or "-"
+        print(f"{category:<16} {type_name:<22} ({ins}) -> {outs}")
     return EXIT_OK
+
+
+def _field(item: Any, name: str) -> Any:
+    return item[name] if isinstance(item, dict) else getattr(item, name)
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -29,7 +29,7 @@ from engine.node import Node
 from engine.plan import Plan, plan_run
 from engine.registry import Registry, default_registry
 from engine.resources import memory_problem
-from engine.validate import BoundNode, ValidatedGraph, validate_graph
+from engine.validate import BoundNode, ValidatedGraph
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,10 @@ class Executor:
         self._lock = threading.Lock()
 
     def validate(self, document: Any) -> ValidatedGraph:
-        """Validate a graph document; raises GraphValidationError listing every error."""
-        return validate_graph(document, self.registry, self.paths)
+        """Validate a graph document (sweeps and subgraphs expanded); raises GraphValidationError."""
+        from engine.compose import prepare_graph
+
+        return prepare_graph(document, self.registry, self.paths).validated
 
     def run(
         self,
@@ -181,6 +183,11 @@ class _Run:
 
     def _run_node(self, bound: BoundNode) -> None:
         key, spec = self.plan.keys[bound.id], bound.cls.spec
+        if key not in self.values and (entry := self.cache.get(key)) is not None:
+            # It ran earlier in this run and its first consumers already let go of it (the
+            # second use of a subgraph, say): take it from the cache again.
+            self._pin(key)
+            self.values[key] = entry.outputs
         if key in self.values:  # a structurally identical node already ran in this run
             self.emit(self._finished(bound.id, None, cached=True))
             return
@@ -198,7 +205,7 @@ class _Run:
             paths=self.executor.paths,
             cancel=self.cancel,
             emit=self.emit,
-            graph=self.graph.document,
+            graph=self.graph.node_documents.get(bound.id, self.graph.document),
         )
         need = instance.memory_estimate()
         if need is not None:

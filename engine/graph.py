@@ -53,6 +53,13 @@ class NodeEntry(BaseModel):
         default_factory=dict,
         description='Inputs fed by another node\'s output, as "node_id.output_name".',
     )
+    subgraph: str | GraphFile | None = Field(
+        None,
+        description=(
+            'For "type": "Subgraph": the subgraph, as a file in the subgraphs folder (or next to '
+            "this graph file) or embedded; it must declare an `interface`."
+        ),
+    )
 
 
 class EditorNode(BaseModel):
@@ -94,6 +101,13 @@ class GraphFile(BaseModel):
         None, description="Node ids to compute; by default every output node."
     )
     editor: EditorLayer | None = Field(None, description="Editor layout; never executed.")
+    # Composition (engine/subgraph.py, engine/sweep.py) lives in its own fields and models below.
+    interface: Interface | None = Field(
+        None, description="Declared, typed inputs and outputs: makes this graph usable as a node."
+    )
+    sweep: Sweep | None = Field(
+        None, description="Run the graph once per combination of these input values."
+    )
 
     # Node ids dropped by `parse_graph_partially` because their structure was wrong.
     _broken_nodes: set[str] = PrivateAttr(default_factory=set)
@@ -102,6 +116,58 @@ class GraphFile(BaseModel):
     def broken_nodes(self) -> set[str]:
         """Nodes left out because their structure was wrong (already reported)."""
         return self._broken_nodes
+
+
+InputPath = Annotated[str, StringConstraints(pattern=LINK_PATTERN)]
+PortName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=128)]
+
+
+class InterfaceInput(BaseModel):
+    """A declared input of a subgraph; inner nodes read it through the link "inputs.NAME"."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="The port type (INT, STRING, CLIP, ...).")
+    default: JsonValue = Field(None, description="Makes the input optional (primitive types only).")
+    description: str = ""
+
+
+class InterfaceOutput(BaseModel):
+    """A declared output of a subgraph: its port type and the inner output that provides it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: str = Field(description="The port type (IMAGE, LATENT, ...).")
+    source: LinkRef = Field(description='The inner output, as "node_id.output_name".')
+    description: str = ""
+
+
+class Interface(BaseModel):
+    """The ports a graph offers when it is used as one node in another graph."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    inputs: dict[PortName, InterfaceInput] = Field(default_factory=dict)
+    outputs: dict[PortName, InterfaceOutput] = Field(default_factory=dict)
+    description: str = ""
+
+
+class Sweep(BaseModel):
+    """Values to run the graph over: each key is "node_id.input", each value a list of values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    values: dict[InputPath, Annotated[list[JsonValue], Field(min_length=1)]] = Field(
+        description='Values per input, as {"node_id.input": [value, ...]}.'
+    )
+    mode: Literal["product", "zip"] = Field(
+        "product",
+        description="product: every combination; zip: the i-th value of every input together.",
+    )
+
+
+NodeEntry.model_rebuild()
+GraphFile.model_rebuild()
 
 
 def split_link(link: str) -> tuple[str, str]:
@@ -180,6 +246,10 @@ def read_graph_document(path: str | Path) -> Any:
 def graph_json_schema() -> dict[str, Any]:
     """The published JSON Schema of graph files, generated from the pydantic models."""
     schema = GraphFile.model_json_schema()
+    if "$ref" in schema:  # subgraphs embed graphs, so pydantic puts the root under $defs
+        root = schema["$defs"].pop("GraphFile")
+        schema = {**root, "$defs": schema["$defs"]}
+        schema = json.loads(json.dumps(schema).replace('"#/$defs/GraphFile"', '"#"'))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["$id"] = "https://latentgraph.dev/schema/graph-v1.json"
     return schema

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
@@ -36,6 +36,8 @@ class ValidatedGraph:
     nodes: dict[str, BoundNode]
     targets: list[str]
     document: dict[str, Any]
+    # The graph a node belongs to when it differs from `document` (a sweep's combinations).
+    node_documents: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def dependency_graph(self) -> nx.DiGraph:
         """Nodes with an edge from each producer to each consumer."""

@@ -36,8 +36,11 @@ async def submit_job(request: web.Request) -> web.Response:
     try:
         # A ComfyUI workflow (or any registered format) is converted first; errors name its nodes.
         converted = convert_document(body.graph, svc.executor.registry)
+        graph = converted.document
+        if body.sweep is not None and isinstance(graph, dict):
+            graph = {**graph, "sweep": body.sweep.model_dump(mode="json")}
         try:
-            created = await svc.jobs.submit(converted.document, body.client_id, body.front)
+            created = await svc.jobs.submit(graph, body.client_id, body.front)
         except GraphValidationError as exc:
             raise converted.blamed(exc) from None
     except GraphValidationError as exc:

@@ -9,6 +9,7 @@ from pathlib import Path
 from aiohttp import web
 
 from engine.graph import graph_json_schema
+from engine.subgraph import list_subgraphs
 from server.errors import ApiError
 from server.payloads import json_response, parse_model, read_json
 from server.schemas import FreedMemory, FreeMemory
@@ -22,6 +23,8 @@ async def node_catalog(request: web.Request) -> web.Response:
     """GET /api/v1/nodes: every node type with its inputs, outputs and current choices."""
     svc = services(request)
     catalog = await asyncio.to_thread(svc.executor.registry.catalog, svc.paths)
+    # Subgraph files an editor can offer, as {"type": "Subgraph", "subgraph": NAME} nodes.
+    catalog["subgraphs"] = await asyncio.to_thread(list_subgraphs, svc.executor.registry)
     return web.json_response(catalog)
 
 

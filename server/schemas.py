@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from engine.errors import GraphError
+from engine.graph import Sweep
 
 JobStatus = Literal["pending", "running", "finished", "failed", "interrupted", "cancelled"]
 JOB_STATUSES: tuple[JobStatus, ...] = (
@@ -51,6 +52,13 @@ class SubmitJob(_Strict):
         description="Websocket connections opened with this client id receive the job's events.",
     )
     front: bool = Field(False, description="Put the job at the front of the queue.")
+    sweep: Sweep | None = Field(
+        None,
+        description=(
+            "Run the graph once per combination of these input values, as one job with one event "
+            "log and an output per combination (it replaces the graph's own `sweep`)."
+        ),
+    )
 
 
 class ConvertGraph(_Strict):
