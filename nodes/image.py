@@ -79,11 +79,11 @@ class PreviewImage(Node):
 
 
 def _save(images: Image, ctx: RunContext, prefix: str, level: int = 4) -> list[dict[str, str]]:
-    from nodes.sd.images import png_text, save_pngs
+    from nodes.sd.images import png_text, store_pngs
 
     if ".." in Path(prefix).parts or Path(prefix).is_absolute():
         raise NodeInputError("prefix", f"{prefix!r} must stay inside the output folder")
-    names = save_pngs(images.pixels, ctx.paths.output, prefix, png_text(ctx.graph), level)
+    names = store_pngs(ctx.output_store(), images.pixels, prefix, png_text(ctx.graph), level)
     return [
         {
             "filename": Path(n).name,

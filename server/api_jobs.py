@@ -30,7 +30,9 @@ async def submit_job(request: web.Request) -> web.Response:
     svc = services(request)
     body = parse_model(SubmitJob, await read_json(request, svc.settings.max_json_bytes))
     try:
-        created = await svc.jobs.submit(body.graph, body.client_id, body.front)
+        created = await svc.jobs.submit(
+            body.graph, body.client_id, body.front, retry=body.retry_on_worker_lost
+        )
     except GraphValidationError as exc:
         raise ApiError(
             400,
