@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from engine.executor import Executor
+from server.backends.base import Backend
 from server.errors import error_middleware
 from server.hub import EventHub
 from server.jobs import JobService
@@ -21,8 +22,13 @@ from server.ws import close_all
 log = logging.getLogger(__name__)
 
 
-def create_app(executor: Executor, settings: ServerSettings | None = None) -> web.Application:
-    """The server for one executor (and so one cache, one registry and one set of folders)."""
+def create_app(
+    executor: Executor, settings: ServerSettings | None = None, backend: Backend | None = None
+) -> web.Application:
+    """The server for one executor (and so one registry and one set of folders).
+
+    Jobs run on `backend`; by default in this process, through `executor` and its cache.
+    """
     settings = settings or ServerSettings()
     app = web.Application(
         middlewares=[error_middleware, security_middleware(settings)],
@@ -30,13 +36,13 @@ def create_app(executor: Executor, settings: ServerSettings | None = None) -> we
     )
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
-    app.cleanup_ctx.append(_lifecycle(executor, settings))
+    app.cleanup_ctx.append(_lifecycle(executor, settings, backend))
     app.on_shutdown.append(_close_websockets)
     return app
 
 
 def _lifecycle(
-    executor: Executor, settings: ServerSettings
+    executor: Executor, settings: ServerSettings, backend: Backend | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         paths = executor.paths
@@ -45,7 +51,7 @@ def _lifecycle(
         store = StoreThread(database_path(paths.output))
         await store.open()
         hub = EventHub()
-        jobs = JobService(executor, store, hub)
+        jobs = JobService(executor, store, hub, backend)
         await jobs.start()
         app[SERVICES] = Services(settings, paths, executor, store, hub, jobs)
         log.info("job database: %s", store.path)
