@@ -48,7 +48,7 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
     backend = None
     if ray_address is not None:
         if importlib.util.find_spec("ray") is None:
-            print("--ray needs Ray: pip install -e '.[ray]' (or `make ray`)", file=sys.stderr)
+            print("--ray needs Ray: pip install -c constraints.txt -e '.[ray]'", file=sys.stderr)
             return EXIT_REFUSED
         from server.backends.ray_backend import RayBackend, RayOptions
 
