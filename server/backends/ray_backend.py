@@ -54,6 +54,8 @@ class RayOptions:
     cpus_per_worker: float = 1.0
     # CPUs a Ray started by the server offers (default: the machine's cores, at least `workers`).
     local_cpus: int | None = None
+    # torch threads of each CPU worker (default: the machine's cores split between the workers).
+    threads: int | None = None
 
 
 @dataclass
@@ -139,6 +141,8 @@ class RayBackend:
             # Ray resolves 127.0.0.1 to the machine's address unless it is told that this is no
             # cluster, so it binds every port to loopback.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+            # Ray renices its workers to 15 by default; these workers are the server's compute.
+            os.environ.setdefault("RAY_worker_niceness", "0")
         import ray
 
         if ray.is_initialized():
@@ -161,7 +165,8 @@ class RayBackend:
         count = self.options.workers or gpus or 1
         if not self._gpu:
             cores = int(ray.cluster_resources().get("CPU", os.cpu_count() or 1))
-            self._threads_per_worker = max(1, min(cores, os.cpu_count() or 1) // count)
+            split = max(1, min(cores, os.cpu_count() or 1) // count)
+            self._threads_per_worker = self.options.threads or split
         self._remote_class = ray.remote(GraphWorker)
         log.info(
             "Ray backend: %d %s worker(s) on %s",

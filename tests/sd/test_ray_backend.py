@@ -24,6 +24,7 @@ import pytest
 # Before Ray is imported: no usage reporting, and every Ray port on loopback.
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+os.environ.setdefault("RAY_worker_niceness", "0")  # Ray's default, 15, starves them on a busy box
 ray = pytest.importorskip(
     "ray", reason="the Ray backend tests need Ray: pip install -e '.[dev,ray]'"
 )
@@ -327,14 +328,29 @@ def test_a_killed_worker_fails_its_job_and_is_replaced_and_nothing_queued_is_los
     run_async(ray_server, scenario)
 
 
-def test_system_lists_the_workers_with_devices_and_cache(ray_server: RunningServer) -> None:
-    async def scenario(api: Api) -> dict[str, Any]:
-        return await api.system()
+def test_system_lists_the_workers_and_an_idle_worker_that_dies_is_replaced(
+    ray_server: RunningServer,
+) -> None:
+    async def scenario(api: Api) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        system = await api.system()
+        victim = system["workers"][0]
+        os.kill(victim["pid"], signal.SIGKILL)
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            workers = (await api.system())["workers"]
+            ids = {w["worker_id"] for w in workers if w["alive"]}
+            if len(ids) == 2 and victim["worker_id"] not in ids:
+                break
+            await asyncio.sleep(0.2)
+        return system, workers
 
-    system = run_async(ray_server, scenario)
+    system, after = run_async(ray_server, scenario)
     assert system["backend"] == "ray"
     assert len(system["workers"]) == 2
     for worker in system["workers"]:
         assert worker["devices"][0]["type"] == "cpu"
-        assert worker["threads"] >= 1 and worker["pid"] and worker["node"]
-        assert set(worker["cache"]) == {"entries", "usage"}
+        assert worker["threads"] == 1 and worker["pid"] and worker["node"]
+        assert worker["alive"] and worker["running"] is None
+        assert worker["cache"]["entries"] > 0 and worker["cache"]["usage"]["cpu"] > 0
+    assert system["workers"][0]["worker_id"] not in {w["worker_id"] for w in after}
+    assert len(after) == 2 and all(w["alive"] for w in after), after
