@@ -135,6 +135,18 @@ def _parser() -> argparse.ArgumentParser:
         "--output", metavar="DIR", help="output folder, also holding the job database"
     )
     serve.add_argument("--token", help="require this bearer token; required off loopback")
+    serve.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run jobs on Ray workers: 'auto' starts a local Ray on 127.0.0.1, else the "
+        "address of a running cluster (needs the [ray] extra)",
+    )
+    serve.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="number of Ray workers (default: one per GPU, else 1); CPU workers split the cores",
+    )
     with_paths(serve)
 
     return parser

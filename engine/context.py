@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.config import Paths
 from engine.events import Progress
+from engine.outputs import FolderOutputStore, OutputStore
 
 
 class Interrupted(Exception):
@@ -49,6 +50,12 @@ class RunContext:
     # The graph document being run, for nodes that record it (PNG metadata, say).
     graph: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("latentgraph.node"))
+    # Where files go; None writes straight into `paths.output`.
+    outputs: OutputStore | None = None
+
+    def output_store(self) -> OutputStore:
+        """The store that numbers and writes this run's files (SaveImage's PNGs, say)."""
+        return self.outputs if self.outputs is not None else FolderOutputStore(self.paths.output)
 
     def progress(self, value: int, total: int, preview: Any = None) -> None:
         """Report `value` of `total` steps done; raises `Interrupted` if the run was cancelled."""

@@ -26,6 +26,7 @@ from engine.events import (
     RunStarted,
 )
 from engine.node import Node
+from engine.outputs import OutputStore
 from engine.plan import Plan, plan_run
 from engine.registry import Registry, default_registry
 from engine.resources import memory_problem
@@ -86,11 +87,20 @@ class Executor:
         on_event: EventSink | None = None,
         cancel: CancelToken | None = None,
         run_id: str | None = None,
+        outputs: OutputStore | None = None,
     ) -> RunResult:
-        """Validate and run a graph; an invalid graph raises before any node runs."""
+        """Validate and run a graph; an invalid graph raises before any node runs.
+
+        `outputs` receives the files nodes write; by default they go into `paths.output`.
+        """
         graph = document if isinstance(document, ValidatedGraph) else self.validate(document)
         with self._lock:
-            return _Run(self, graph, on_event, cancel or CancelToken(), run_id).execute()
+            return _Run(self, graph, on_event, cancel or CancelToken(), run_id, outputs).execute()
+
+    def plan(self, document: Any) -> Plan:
+        """The plan (order and lineage keys) a run of this graph would follow now."""
+        graph = document if isinstance(document, ValidatedGraph) else self.validate(document)
+        return plan_run(graph, lambda bound: _safe_fingerprint(bound, self.paths))
 
 
 class _Run:
@@ -103,8 +113,10 @@ class _Run:
         on_event: EventSink | None,
         cancel: CancelToken,
         run_id: str | None,
+        outputs: OutputStore | None = None,
     ) -> None:
         self.executor, self.cache, self.graph = executor, executor.cache, graph
+        self.outputs = outputs
         self.emit: EventSink = on_event or (lambda _event: None)
         self.cancel = cancel
         self.run_id = run_id or uuid.uuid4().hex
@@ -206,6 +218,7 @@ class _Run:
             cancel=self.cancel,
             emit=self.emit,
             graph=self.graph.node_documents.get(bound.id, self.graph.document),
+            outputs=self.outputs,
         )
         need = instance.memory_estimate()
         if need is not None:

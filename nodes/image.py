@@ -134,13 +134,18 @@ class PreviewImage(Node):
 def _save(
     images: Image, ctx: RunContext, prefix: str, level: int = 4, quantize: str = "round"
 ) -> list[dict[str, str]]:
-    from nodes.sd.images import png_text, save_pngs
+    from nodes.sd.images import png_text, store_pngs
 
     problem = check_prefix(prefix, ctx.paths)  # checked at validation; the folder may have changed
     if problem is not None:
         raise NodeInputError("prefix", problem)
-    names = save_pngs(
-        images.pixels, ctx.paths.output, prefix, png_text(ctx.graph), level, quantize == "truncate"
+    names = store_pngs(
+        ctx.output_store(),
+        images.pixels,
+        prefix,
+        png_text(ctx.graph),
+        level,
+        truncate=quantize == "truncate",
     )
     return [
         {

@@ -40,7 +40,9 @@ async def submit_job(request: web.Request) -> web.Response:
         if body.sweep is not None and isinstance(graph, dict):
             graph = {**graph, "sweep": body.sweep.model_dump(mode="json")}
         try:
-            created = await svc.jobs.submit(graph, body.client_id, body.front)
+            created = await svc.jobs.submit(
+                graph, body.client_id, body.front, retry=body.retry_on_worker_lost
+            )
         except GraphValidationError as exc:
             raise converted.blamed(exc) from None
     except GraphValidationError as exc:

@@ -38,6 +38,8 @@ async def system_stats(request: web.Request) -> web.Response:
     svc = services(request)
     counts = svc.jobs.queue_status().data.model_dump()
     stats = await asyncio.to_thread(collect_stats, svc.executor.cache, counts)
+    backend = svc.jobs.backend
+    stats.backend, stats.workers = backend.kind, backend.workers()  # type: ignore[assignment]
     return json_response(stats)
 
 

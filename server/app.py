@@ -12,6 +12,7 @@ from aiohttp.web_request import BaseRequest
 from aiohttp.web_server import Server
 
 from engine.executor import Executor
+from server.backends.base import Backend
 from server.comfy.routes import add_comfy_routes
 from server.errors import ApiError, error_code, error_middleware, error_response
 from server.hub import EventHub
@@ -26,8 +27,13 @@ from server.ws import close_all
 log = logging.getLogger(__name__)
 
 
-def create_app(executor: Executor, settings: ServerSettings | None = None) -> web.Application:
-    """The server for one executor (and so one cache, one registry and one set of folders)."""
+def create_app(
+    executor: Executor, settings: ServerSettings | None = None, backend: Backend | None = None
+) -> web.Application:
+    """The server for one executor (and so one registry and one set of folders).
+
+    Jobs run on `backend`; by default in this process, through `executor` and its cache.
+    """
     settings = settings or ServerSettings()
     app = web.Application(
         middlewares=[error_middleware, security_middleware(settings)],
@@ -36,13 +42,13 @@ def create_app(executor: Executor, settings: ServerSettings | None = None) -> we
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
     add_comfy_routes(app)  # ComfyUI's protocol on the same queue (server/comfy/)
-    app.cleanup_ctx.append(_lifecycle(executor, settings))
+    app.cleanup_ctx.append(_lifecycle(executor, settings, backend))
     app.on_shutdown.append(_close_websockets)
     return app
 
 
 def _lifecycle(
-    executor: Executor, settings: ServerSettings
+    executor: Executor, settings: ServerSettings, backend: Backend | None
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         paths = executor.paths
@@ -55,6 +61,7 @@ def _lifecycle(
             executor,
             store,
             hub,
+            backend,
             history_max_jobs=settings.history_max_jobs,
             history_max_age_s=settings.history_max_age_s,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import logging
 import os
 import signal
@@ -68,12 +69,25 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
             file=sys.stderr,
         )
         return EXIT_REFUSED
+    ray_address = getattr(args, "ray", None)
+    ray_workers = getattr(args, "ray_workers", None)
+    if ray_workers is not None and (ray_address is None or ray_workers < 1):
+        print("--ray-workers needs --ray and a count of at least 1", file=sys.stderr)
+        return EXIT_REFUSED
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     from engine.executor import Executor
     from server.app import create_app
 
-    app = create_app(Executor(paths=paths), settings)
+    backend = None
+    if ray_address is not None:
+        if importlib.util.find_spec("ray") is None:
+            print("--ray needs Ray: pip install -c constraints.txt -e '.[ray]'", file=sys.stderr)
+            return EXIT_REFUSED
+        from server.backends.ray_backend import RayBackend, RayOptions
+
+        backend = RayBackend(paths, RayOptions(address=ray_address, workers=ray_workers))
+    app = create_app(Executor(paths=paths), settings, backend)
     try:
         return asyncio.run(_run(app, settings, paths))
     except KeyboardInterrupt:

@@ -20,7 +20,10 @@ from typing import Any, Literal
 from engine.context import CancelToken
 from engine.errors import GraphValidationError
 from engine.executor import Executor
+from engine.outputs import FolderOutputStore, OutputStore
 from engine.validate import ValidatedGraph
+from server.backends.base import Backend, JobRun, WorkerCrash, WorkerLost
+from server.backends.local import InProcessBackend
 from server.files import with_view_urls
 from server.hub import EventHub
 from server.messages import (
@@ -44,11 +47,14 @@ from server.schemas import (
     JobSummary,
 )
 from server.store import JobOutcome, JobRow, JobStore, StoredEvent, StoreThread
-from server.worker import WorkerThread
 
 log = logging.getLogger(__name__)
 
 CancelOutcome = Literal["cancelled", "interrupting"]
+# How many queued jobs behind the first the router looks at, to keep warm workers for them.
+ROUTING_LOOKAHEAD = 8
+# Nodes of this category load models; their lineage keys weigh most when routing.
+LOADER_CATEGORY = "loaders"
 
 
 class JobNotFound(LookupError):
@@ -80,6 +86,13 @@ class ActiveJob:
     # The graph as validated on submission, while nothing has run since that could change its
     # validity (a job that waits behind another is validated again when it starts).
     validated: ValidatedGraph | None = None
+    # Run it once more on another worker if its worker dies (the Ray backend's workers can).
+    retry: bool = False
+    attempts: int = 0
+    avoid: frozenset[str] = frozenset()
+    # Lineage keys of the planned nodes and the ids of the model loaders, for routing.
+    keys: dict[str, str] = field(default_factory=dict)
+    loaders: list[str] = field(default_factory=list)
 
     @property
     def last_seq(self) -> int:
@@ -97,30 +110,35 @@ class ActiveJob:
 
 
 class JobService:
-    """Owns the queue, the worker and the job history."""
+    """Owns the queue, the job history and the output store; a backend runs the jobs."""
 
     def __init__(
         self,
         executor: Executor,
         store: StoreThread,
         hub: EventHub,
+        backend: Backend | None = None,
+        outputs: OutputStore | None = None,
         *,
         history_max_jobs: int = 10_000,
         history_max_age_s: float | None = None,
     ) -> None:
         self.executor = executor
         self._history = (history_max_jobs, history_max_age_s)
+        self.backend: Backend = backend if backend is not None else InProcessBackend(executor)
+        # Every file a job writes goes through this store, whichever backend ran the job.
+        self.outputs = outputs if outputs is not None else FolderOutputStore(executor.paths.output)
         self._store = store
         self._hub = hub
         self._jobs: dict[str, ActiveJob] = {}  # pending and running jobs, until their last event
         self._pending: dict[str, ActiveJob] = {}
-        self._running: ActiveJob | None = None
+        self._running: dict[str, ActiveJob] = {}
+        self._runs: set[asyncio.Task[None]] = set()
         self._back = 0.0  # positions: new jobs go after _back, front jobs before _front
         self._front = 0.0
         self._wake = asyncio.Event()
         self._stopping = False
         self._status_scheduled = False
-        self._thread = WorkerThread()
         self._task: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -139,28 +157,34 @@ class JobService:
         if self._pending:
             log.info("%d pending job(s) kept from the last run", len(self._pending))
         await self.prune_history()
+        await self.backend.start(self._wake.set)
         self._task = asyncio.create_task(self._work(), name="latentgraph-jobs")
 
     async def stop(self, grace: float) -> None:
         """Stop taking jobs and interrupt the running one; wait up to `grace` seconds for it."""
         self._stopping = True
         self._wake.set()
-        if self._running is not None:
-            self._running.interrupt_reason = "server_shutdown"
-            self._running.cancel.cancel()
+        for running in self._running.values():
+            running.interrupt_reason = "server_shutdown"
+            running.cancel.cancel()
         if self._task is not None:
-            done, _ = await asyncio.wait({self._task}, timeout=grace)
-            if not done:
+            tasks = {self._task, *self._runs}
+            _, left = await asyncio.wait(tasks, timeout=grace)
+            if left:
                 log.warning("the running job did not stop within %.0f s; it is left running", grace)
-                self._task.cancel()
-                await asyncio.gather(self._task, return_exceptions=True)
-        self._thread.stop()
+                for task in left:
+                    task.cancel()
+                await asyncio.gather(*left, return_exceptions=True)
+        await self.backend.stop()
 
     # --- Requests. ---
 
-    async def submit(self, graph: Any, client_id: str | None, front: bool) -> JobCreated:
+    async def submit(
+        self, graph: Any, client_id: str | None, front: bool, retry: bool = False
+    ) -> JobCreated:
         """Validate and queue a graph; raises GraphValidationError, and then queues nothing."""
         validated = await asyncio.to_thread(self.executor.validate, graph)
+        keys, loaders = await self._routing(validated)
         job_id, now = uuid.uuid4().hex, time.time()
         if front:
             self._front -= 1
@@ -168,8 +192,9 @@ class JobService:
         else:
             self._back += 1
             position = self._back
-        job = ActiveJob(job_id, client_id, validated.document, now, position)
-        if self._running is None:
+        job = ActiveJob(job_id, client_id, validated.document, now, position, retry=retry)
+        job.keys, job.loaders = keys, loaders
+        if not self._running:
             job.validated = validated
         ahead = sum(1 for other in self._pending.values() if other.position < position)
         queued = job_event(
@@ -276,81 +301,133 @@ class JobService:
         return self._jobs.get(job_id)
 
     def queue(self) -> tuple[ActiveJob | None, list[ActiveJob]]:
-        """The running job and the pending ones in run order."""
-        return self._running, sorted(self._pending.values(), key=lambda j: j.position)
+        """The running job (the first started, when workers run several) and the pending ones."""
+        running = self.running_jobs()
+        pending = sorted(self._pending.values(), key=lambda j: j.position)
+        return (running[0] if running else None), pending
+
+    def running_jobs(self) -> list[ActiveJob]:
+        """Every running job, first started first."""
+        return sorted(self._running.values(), key=lambda j: j.started_at or 0.0)
 
     def queue_status(self) -> QueueStatus:
         """The queue counts message."""
         return QueueStatus(
-            data=QueueStatusData(pending=len(self._pending), running=int(self._running is not None))
+            data=QueueStatusData(pending=len(self._pending), running=len(self._running))
         )
 
-    # --- The worker. ---
+    # --- Dispatch. ---
 
     async def _work(self) -> None:
+        """Hand the first pending job to a worker the backend picks, whenever one is idle."""
         while not self._stopping:
-            job = min(self._pending.values(), key=lambda j: j.position, default=None)
-            if job is None:
+            queued = sorted(self._pending.values(), key=lambda j: j.position)
+            worker = None
+            if queued and self.backend.has_idle():
+                upcoming = [self._job_run(j) for j in queued[1:ROUTING_LOOKAHEAD]]
+                run = self._job_run(queued[0])
+                worker = self.backend.claim(run, upcoming)
+            if worker is None:
                 self._wake.clear()
                 await self._wake.wait()
                 continue
+            job = queued[0]
             del self._pending[job.job_id]
             for waiting in self._pending.values():
                 waiting.validated = None  # they will run after this job: validate them again
             job.status, job.started_at = "running", time.time()
-            self._running = job
+            job.attempts += 1
+            self._running[job.job_id] = job
             self._queue_changed()
-            try:
-                # The start is stored with the job's first events, in their transaction.
-                await self._thread.submit(partial(self._execute, job, job.last_seq))
-            except Exception:
-                log.exception("job %s could not be run", job.job_id)
-            finally:
-                self._running = None
-                if self._jobs.pop(job.job_id, None) is not None:
-                    log.error("job %s ended without a recorded outcome", job.job_id)
-                self._queue_changed()
+            task = asyncio.create_task(self._run(job, worker, run), name=f"job-{job.job_id}")
+            self._runs.add(task)
+            task.add_done_callback(self._runs.discard)
+
+    def _job_run(self, job: ActiveJob) -> JobRun:
+        return JobRun(
+            job.job_id,
+            job.graph,
+            job.cancel,
+            on_event=lambda _event: None,
+            outputs=self.outputs,
+            keys=job.keys,
+            loaders=job.loaders,
+            avoid=job.avoid,
+        )
+
+    async def _run(self, job: ActiveJob, worker: str, run: JobRun) -> None:
+        """Run one job on its worker and make sure it ends with exactly one terminal event."""
+        requeued = False
+        try:
+            # The start is stored with the job's first events, in their transaction.
+            recorder = self._recorder(job)
+            run.on_event = recorder.on_event
+            run.validated, job.validated = job.validated, None
+            error = await self._attempt(job, worker, run)
+            if isinstance(error, WorkerLost) and self._retry(job, error):
+                requeued = True
+                return
+            if error is not None:
+                await asyncio.to_thread(recorder.fail, _job_error(job.job_id, error))
+            if not recorder.finished:
+                message = "the run ended without a result"
+                await asyncio.to_thread(
+                    recorder.fail, JobError(code="internal_error", message=message)
+                )
+        except Exception:
+            log.exception("job %s could not be run", job.job_id)
+        finally:
+            self._running.pop(job.job_id, None)
+            if not requeued and self._jobs.pop(job.job_id, None) is not None:
+                log.error("job %s ended without a recorded outcome", job.job_id)
+            self._queue_changed()
+            self._wake.set()
+        if not requeued:
             await self.prune_history()
 
-    def _execute(self, job: ActiveJob, last_seq: int) -> None:
-        """Run one job on the worker thread."""
+    async def _attempt(self, job: ActiveJob, worker: str, run: JobRun) -> Exception | None:
+        """Run the job once; the exception that ended it without a terminal event, if any."""
+        try:
+            await self.backend.run(worker, run)
+        except Exception as exc:
+            if not isinstance(exc, (GraphValidationError, WorkerLost, WorkerCrash)):
+                log.exception("job %s crashed the executor", job.job_id)
+            return exc
+        return None
+
+    def _retry(self, job: ActiveJob, lost: WorkerLost) -> bool:
+        """Queue a job again, at its old place, if it asked for one retry and has not had it."""
+        if not job.retry or job.attempts > 1 or job.cancel.cancelled or self._stopping:
+            return False
+        log.warning("job %s lost worker %s; retrying it once elsewhere", job.job_id, lost.worker_id)
+        job.status, job.avoid = "pending", job.avoid | {lost.worker_id}
+        self._pending[job.job_id] = job
+        return True
+
+    def _recorder(self, job: ActiveJob) -> JobRecorder:
         loop = self._loop
         assert loop is not None
-        recorder = JobRecorder(
+        return JobRecorder(
             job.job_id,
             job.client_id,
-            last_seq,
+            job.last_seq,
             self._store,
             lambda event: _call_soon(loop, self._on_published, event),
             lambda: job.interrupt_reason,
             started_at=job.started_at,
         )
-        graph, job.validated = job.validated or job.graph, None
+
+    async def _routing(self, validated: Any) -> tuple[dict[str, str], list[str]]:
+        """The lineage keys and model loaders of a graph, if the backend routes by cache."""
+        if not getattr(self.backend, "routes_by_cache", False):
+            return {}, []
         try:
-            self.executor.run(
-                graph, on_event=recorder.on_event, cancel=job.cancel, run_id=job.job_id
-            )
-        except GraphValidationError as exc:
-            # The graph was valid when queued; the models folder or the nodes changed since.
-            recorder.fail(
-                JobError(
-                    code="invalid_graph",
-                    message=f"the graph is no longer valid ({len(exc.errors)} error(s))",
-                    errors=exc.errors,
-                )
-            )
-        except Exception as exc:
-            log.exception("job %s crashed the executor", job.job_id)
-            recorder.fail(
-                JobError(
-                    code="internal_error",
-                    message=f"{type(exc).__name__}: {exc}",
-                    exception_type=type(exc).__qualname__,
-                    traceback=traceback.format_exception(exc),
-                )
-            )
-        if not recorder.finished:
-            recorder.fail(JobError(code="internal_error", message="the run ended without a result"))
+            plan = await asyncio.to_thread(self.executor.plan, validated)
+        except Exception:
+            log.warning("could not plan a job for routing; it goes to any worker", exc_info=True)
+            return {}, []
+        loaders = [n for n in plan.order if validated.nodes[n].cls.spec.category == LOADER_CATEGORY]
+        return plan.keys, loaders
 
     # --- Events. ---
 
@@ -413,6 +490,32 @@ class JobService:
     def _send_queue_status(self) -> None:
         self._status_scheduled = False
         self._hub.broadcast(self.queue_status())
+
+
+def _job_error(job_id: str, error: Exception) -> JobError:
+    """The JobError of an attempt that ended without a terminal engine event."""
+    if isinstance(error, GraphValidationError):
+        # The graph was valid when queued; the models folder or the nodes changed since.
+        return JobError(
+            code="invalid_graph",
+            message=f"the graph is no longer valid ({len(error.errors)} error(s))",
+            errors=error.errors,
+        )
+    if isinstance(error, WorkerLost):
+        return JobError(code="worker_lost", message=str(error))
+    if isinstance(error, WorkerCrash):
+        return JobError(
+            code="internal_error",
+            message=str(error),
+            exception_type=error.exception_type,
+            traceback=error.remote_traceback,
+        )
+    return JobError(
+        code="internal_error",
+        message=f"{type(error).__name__}: {error}",
+        exception_type=type(error).__qualname__,
+        traceback=traceback.format_exception(error),
+    )
 
 
 def summary_from_row(row: JobRow) -> JobSummary:

@@ -16,10 +16,13 @@ PREVIEW_MIME = "image/jpeg"
 def encode_preview(image: Any) -> bytes | None:
     """JPEG bytes of a PIL image (or of a callable making one), shrunk to fit 512 px; else None.
 
-    Called on the worker thread, never on the event loop.
+    Called on the worker thread, never on the event loop. Bytes pass through: a remote worker
+    encodes its previews before they cross the network.
     """
     from PIL import Image
 
+    if isinstance(image, bytes):
+        return image
     if callable(image):  # nodes hand over a thunk, so that nobody pays for unwatched previews
         image = image()
     if not isinstance(image, Image.Image):

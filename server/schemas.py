@@ -59,6 +59,11 @@ class SubmitJob(_Strict):
             "log and an output per combination (it replaces the graph's own `sweep`)."
         ),
     )
+    retry_on_worker_lost: bool = Field(
+        False,
+        description="If the worker running the job dies (Ray backend), run it once more on "
+        "another worker instead of failing it with `worker_lost`.",
+    )
 
 
 class ConvertGraph(_Strict):
@@ -80,7 +85,7 @@ class ConvertedGraphBody(BaseModel):
 class JobError(BaseModel):
     """Why a job failed: a node raised, the graph stopped validating, or the server went away."""
 
-    code: Literal["node_failed", "invalid_graph", "server_stopped", "internal_error"]
+    code: Literal["node_failed", "invalid_graph", "server_stopped", "internal_error", "worker_lost"]
     message: str
     node_id: str | None = None
     node_type: str | None = None
@@ -247,14 +252,38 @@ class CacheInfo(BaseModel):
     offloads: int
 
 
+class WorkerCache(BaseModel):
+    """What one worker's output cache holds."""
+
+    entries: int
+    usage: dict[str, int] = Field(description="Bytes held per device.")
+
+
+class WorkerInfo(BaseModel):
+    """One worker of the backend: where it runs, what it runs now and what it has cached."""
+
+    worker_id: str
+    alive: bool
+    node: str | None = Field(None, description="The host (Ray node) it runs on.")
+    pid: int | None = None
+    devices: list[DeviceInfo]
+    threads: int | None = Field(None, description="torch CPU threads.")
+    running: str | None = Field(None, description="The job it runs now.")
+    queued: int = Field(0, description="Jobs assigned to it and not yet started.")
+    jobs_run: int = 0
+    cache: WorkerCache
+
+
 class SystemStats(BaseModel):
-    """Versions, memory, devices, cache and queue."""
+    """Versions, memory, devices, cache and queue; `workers` when jobs run on a Ray cluster."""
 
     versions: dict[str, str | None]
     system: dict[str, Any]
     devices: list[DeviceInfo]
     cache: CacheInfo
     queue: dict[str, int]
+    backend: Literal["in_process", "ray"] = "in_process"
+    workers: list[WorkerInfo] = []
 
 
 class ErrorBody(BaseModel):

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import io
 import json
-import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
+
+if TYPE_CHECKING:
+    from engine.outputs import OutputStore
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 GRAPH_CHUNK = "latentgraph.graph"
@@ -92,49 +95,49 @@ def save_pngs(
     `text` goes into PNG text chunks (the graph and the generation parameters, say). Values are
     rounded to 8 bits, or truncated (as ComfyUI does) with `truncate`.
     """
+    from engine.outputs import FolderOutputStore
+
+    return store_pngs(FolderOutputStore(folder), pixels, prefix, text, compress_level, truncate)
+
+
+def store_pngs(
+    store: OutputStore,
+    pixels: torch.Tensor,
+    prefix: str,
+    text: dict[str, str],
+    compress_level: int = 4,
+    truncate: bool = False,
+) -> list[str]:
+    """Encode each image as a PNG and let `store` number and write it; returns relative paths."""
+    parent = Path(prefix).parent.as_posix()  # a prefix may name a subfolder
+    subfolder = "" if parent == "." else parent
+    files = encode_pngs(pixels, text, compress_level, truncate)
+    return store.save_numbered(subfolder, Path(prefix).name, ".png", files)
+
+
+def encode_pngs(
+    pixels: torch.Tensor, text: dict[str, str], compress_level: int = 4, truncate: bool = False
+) -> list[bytes]:
+    """PNG bytes of each image of a (B, H, W, 3) batch in [0, 1], with `text` in text chunks."""
     from PIL import Image, PngImagePlugin
 
-    stem = Path(prefix).name  # a prefix may name a subfolder; keep it inside `folder`
-    subfolder = folder / Path(prefix).parent
-    subfolder.mkdir(parents=True, exist_ok=True)
-    counter = _next_counter(subfolder, stem)
     info = PngImagePlugin.PngInfo()
     for key, value in text.items():
         info.add_text(key, value)
-    names = []
-    array = to_8bit(pixels, truncate).numpy()
-    for image in array:
-        # Exclusive create: another process saving to the same folder takes its own numbers.
-        while True:
-            name = f"{stem}_{counter:05d}.png"
-            counter += 1
-            try:
-                file = (subfolder / name).open("xb")
-            except FileExistsError:
-                continue
-            try:
-                with file:
-                    Image.fromarray(image).save(
-                        file, format="PNG", pnginfo=info, compress_level=compress_level
-                    )
-            except BaseException:
-                (subfolder / name).unlink(missing_ok=True)  # never leave half a picture
-                raise
-            break
-        names.append((Path(prefix).parent / name).as_posix())
-    return names
+    encoded = []
+    for image in to_8bit(pixels, truncate).numpy():
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(
+            buffer, format="PNG", pnginfo=info, compress_level=compress_level
+        )
+        encoded.append(buffer.getvalue())
+    return encoded
 
 
 def to_8bit(pixels: torch.Tensor, truncate: bool = False) -> torch.Tensor:
     """[0, 1] floats as uint8: rounded, or truncated toward zero as ComfyUI's SaveImage does."""
     scaled = pixels.detach().float().cpu().clamp(0, 1) * 255
     return (scaled if truncate else scaled.round()).to(torch.uint8)
-
-
-def _next_counter(folder: Path, stem: str) -> int:
-    pattern = re.compile(rf"^{re.escape(stem)}_(\d+)\.png$")
-    numbers = [int(m.group(1)) for p in folder.iterdir() if (m := pattern.match(p.name))]
-    return max(numbers, default=0) + 1
 
 
 def generation_parameters(document: dict[str, Any]) -> dict[str, Any]:

@@ -14,7 +14,9 @@ from aiohttp import web
 
 from engine.config import Paths
 from engine.executor import Executor
+from engine.registry import Registry
 from server.app import create_app, make_runner
+from server.backends.base import Backend
 from server.messages import parse_preview_frame
 from server.services import SERVICES, Services
 from server.settings import ServerSettings
@@ -61,17 +63,30 @@ async def _wrap(make: Callable[[], Awaitable[T]]) -> T:
     return await make()
 
 
-def start_server(root: Path, settings: ServerSettings | None = None) -> RunningServer:
-    """Start a server whose folders are under `root`, with the test node registry."""
-    paths = Paths.resolve(models=root / "models", input=root / "input", output=root / "output")
+def start_server(
+    root: Path,
+    settings: ServerSettings | None = None,
+    *,
+    registry: Registry | None = None,
+    models: Path | None = None,
+    backend: Callable[[Paths], Backend] | None = None,
+    boot_timeout: float = TIMEOUT,
+) -> RunningServer:
+    """Start a server whose folders are under `root`, with the test node registry by default.
+
+    `backend` makes the backend jobs run on from the server's folders (in-process if None).
+    """
+    paths = Paths.resolve(
+        models=models or root / "models", input=root / "input", output=root / "output"
+    )
     settings = replace(settings or ServerSettings(), host="127.0.0.1", port=0, shutdown_grace_s=5)
-    executor = Executor(server_registry(), paths=paths)
+    executor = Executor(registry or server_registry(), paths=paths)
     loop = asyncio.new_event_loop()
     started: dict[str, Any] = {}
     ready = threading.Event()
 
     async def boot() -> None:
-        app = create_app(executor, settings)
+        app = create_app(executor, settings, backend(paths) if backend else None)
         runner = make_runner(app)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -93,7 +108,7 @@ def start_server(root: Path, settings: ServerSettings | None = None) -> RunningS
 
     thread = threading.Thread(target=serve, name="test-server", daemon=True)
     thread.start()
-    if not ready.wait(TIMEOUT):
+    if not ready.wait(boot_timeout):
         raise TimeoutError("the server did not start")
     if "error" in started:
         raise started["error"]
