@@ -27,9 +27,11 @@ def json_response(
     )
 
 
-async def read_json(request: web.Request, limit: int, *, optional: bool = False) -> Any:
-    """The request's JSON object; 413 past `limit` bytes, 415 unless it is sent as JSON, 400 if
-    it is not a strict UTF-8 JSON object (see engine.documents)."""
+async def read_json(
+    request: web.Request, limit: int, *, optional: bool = False, any_media_type: bool = False
+) -> Any:
+    """The request's JSON object; 413 past `limit` bytes, 415 unless it is sent as JSON (or
+    `any_media_type`), 400 if it is not a strict UTF-8 JSON object (see engine.documents)."""
     if request.content_length is not None and request.content_length > limit:
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     raw = await request.read()
@@ -37,7 +39,7 @@ async def read_json(request: web.Request, limit: int, *, optional: bool = False)
         raise ApiError(413, "too_large", f"the body is larger than {limit} bytes")
     if optional and not raw.strip():
         return {}
-    if not is_json_media_type(request.content_type):
+    if not any_media_type and not is_json_media_type(request.content_type):
         raise ApiError(
             415,
             "unsupported_media_type",

@@ -77,10 +77,16 @@ def _empty() -> web.Response:
 # --- Prompts and the queue. ---
 
 
+async def _read_body(request: web.Request, limit: int, *, optional: bool = False) -> Any:
+    """A JSON body whatever its Content-Type: ComfyUI's own example clients post JSON through
+    urllib, which labels it as a form. Origin and Host checks still guard these routes."""
+    return await read_json(request, limit, optional=optional, any_media_type=True)
+
+
 async def post_prompt(request: web.Request) -> web.Response:
     """POST /prompt: convert and queue an API-format prompt; 400 in ComfyUI's error shape."""
     svc, state = services(request), comfy_state(request)
-    body = await read_json(request, svc.settings.max_json_bytes)
+    body = await _read_body(request, svc.settings.max_json_bytes)
     prompt = body.get("prompt")
     if prompt is None:
         return _error_response("no_prompt", "No prompt provided", "the body has no `prompt`")
@@ -188,7 +194,7 @@ async def get_queue(request: web.Request) -> web.Response:
 async def post_queue(request: web.Request) -> web.Response:
     """POST /queue: `{"clear": true}` cancels every pending prompt; `{"delete": [ids]}` some."""
     jobs = services(request).jobs
-    body = await read_json(request, 1024 * 1024, optional=True)
+    body = await _read_body(request, 1024 * 1024, optional=True)
     if body.get("clear") is True:
         await jobs.clear()
     for job_id in _id_list(body.get("delete")):
@@ -211,7 +217,7 @@ def _id_list(value: Any) -> list[str]:
 async def post_interrupt(request: web.Request) -> web.Response:
     """POST /interrupt: stop the running prompt (only if it is `prompt_id`, when one is given)."""
     jobs = services(request).jobs
-    body = await read_json(request, 64 * 1024, optional=True)
+    body = await _read_body(request, 64 * 1024, optional=True)
     running, _ = jobs.queue()
     wanted = body.get("prompt_id")
     if running is not None and (wanted is None or wanted == running.job_id):
@@ -343,7 +349,7 @@ async def get_history_item(request: web.Request) -> web.Response:
 async def post_history(request: web.Request) -> web.Response:
     """POST /history: clear or delete entries from ComfyUI's view (our job store keeps them)."""
     state = comfy_state(request)
-    body = await read_json(request, 1024 * 1024, optional=True)
+    body = await _read_body(request, 1024 * 1024, optional=True)
     if body.get("clear") is True:
         state.cleared_before = time.time()
     state.hidden.update(_id_list(body.get("delete")))
@@ -461,7 +467,7 @@ async def features(request: web.Request) -> web.Response:
 async def post_free(request: web.Request) -> web.Response:
     """POST /free: `unload_models` moves cached models to the CPU, `free_memory` drops the cache."""
     svc = services(request)
-    body = await read_json(request, 4096, optional=True)
+    body = await _read_body(request, 4096, optional=True)
     cache = svc.executor.cache
 
     def release() -> None:
