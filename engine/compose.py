@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.config import Paths
-from engine.graph import parse_graph
+from engine.errors import GraphValidationError
+from engine.graph import parse_graph_partially
 from engine.registry import Registry
 from engine.subgraph import compose
 from engine.sweep import ExpandedSweep, expand_sweep
-from engine.validate import ValidatedGraph
+from engine.validate import ValidatedGraph, validate_graph
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,17 @@ def prepare_graph(
     `base_dirs` are searched for subgraph files before the subgraphs folder (the CLI passes the
     graph file's folder). The validated graph's `document` is the graph as given.
     """
-    normalized = parse_graph(document).model_dump(mode="json", exclude_none=True)
+    graph, errors = parse_graph_partially(document)
+    if graph is None:
+        raise GraphValidationError(errors)
+    if errors:
+        # Validate what parsed, so that one malformed node does not hide the others' errors.
+        try:
+            validate_graph(graph, registry, paths)
+        except GraphValidationError as exc:
+            errors.extend(exc.errors)
+        raise GraphValidationError(errors)
+    normalized = graph.model_dump(mode="json", exclude_none=True)
     expanded = expand_sweep(normalized, registry)
     runnable = expanded.document if expanded is not None else normalized
     flat = compose(runnable, registry, paths, base_dirs)
