@@ -11,11 +11,21 @@ from typing import Any, Literal, Protocol, overload
 
 from engine.builder import Graph as _Graph
 from engine.builder import NodeHandle, Port
+from nodes.conditioning import (
+    ApplyControlNetToPrompt,
+    CombineConditioning,
+    SetConditioningArea,
+    ZeroConditioning,
+)
 from nodes.controlnet import ApplyControlNet
 from nodes.image import LoadImage, PreviewImage, SaveImage, ScaleImage
+from nodes.inpaint import LoadImageMask, VAEEncodeForInpaint
 from nodes.latent import EmptyLatent, SetLatentNoiseMask, UpscaleLatent
 from nodes.loaders import LoadCheckpoint, LoadControlNet, LoadLora, LoadVAE
+from nodes.lora_model import LoadLoraModelOnly
 from nodes.primitives import Boolean, Float, Int, ShowText, Text
+from nodes.rescale import ScaleImageBy, UpscaleLatentBy
+from nodes.sample_steps import SampleSteps
 from nodes.sampling import Sample
 from nodes.sd.values import (
     ClipModel,
@@ -41,11 +51,25 @@ class ApplyControlNetNode(NodeHandle, Protocol):
     def negative(self) -> Port[Conditioning]: ...
 
 
+class ApplyControlNetToPromptNode(NodeHandle, Protocol):
+    """What `add(ApplyControlNetToPrompt, ...)` returns."""
+
+    @property
+    def conditioning(self) -> Port[Conditioning]: ...
+
+
 class BooleanNode(NodeHandle, Protocol):
     """What `add(Boolean, ...)` returns."""
 
     @property
     def value(self) -> Port[bool]: ...
+
+
+class CombineConditioningNode(NodeHandle, Protocol):
+    """What `add(CombineConditioning, ...)` returns."""
+
+    @property
+    def conditioning(self) -> Port[Conditioning]: ...
 
 
 class EmptyLatentNode(NodeHandle, Protocol):
@@ -110,6 +134,13 @@ class LoadImageNode(NodeHandle, Protocol):
     def mask(self) -> Port[Mask]: ...
 
 
+class LoadImageMaskNode(NodeHandle, Protocol):
+    """What `add(LoadImageMask, ...)` returns."""
+
+    @property
+    def mask(self) -> Port[Mask]: ...
+
+
 class LoadLoraNode(NodeHandle, Protocol):
     """What `add(LoadLora, ...)` returns."""
 
@@ -117,6 +148,13 @@ class LoadLoraNode(NodeHandle, Protocol):
     def model(self) -> Port[UNetModel]: ...
     @property
     def clip(self) -> Port[ClipModel]: ...
+
+
+class LoadLoraModelOnlyNode(NodeHandle, Protocol):
+    """What `add(LoadLoraModelOnly, ...)` returns."""
+
+    @property
+    def model(self) -> Port[UNetModel]: ...
 
 
 class LoadVAENode(NodeHandle, Protocol):
@@ -137,6 +175,13 @@ class SampleNode(NodeHandle, Protocol):
     def latent(self) -> Port[Latent]: ...
 
 
+class SampleStepsNode(NodeHandle, Protocol):
+    """What `add(SampleSteps, ...)` returns."""
+
+    @property
+    def latent(self) -> Port[Latent]: ...
+
+
 class SaveImageNode(NodeHandle, Protocol):
     """What `add(SaveImage, ...)` returns."""
 
@@ -146,6 +191,20 @@ class ScaleImageNode(NodeHandle, Protocol):
 
     @property
     def image(self) -> Port[Image]: ...
+
+
+class ScaleImageByNode(NodeHandle, Protocol):
+    """What `add(ScaleImageBy, ...)` returns."""
+
+    @property
+    def image(self) -> Port[Image]: ...
+
+
+class SetConditioningAreaNode(NodeHandle, Protocol):
+    """What `add(SetConditioningArea, ...)` returns."""
+
+    @property
+    def conditioning(self) -> Port[Conditioning]: ...
 
 
 class SetLatentNoiseMaskNode(NodeHandle, Protocol):
@@ -180,6 +239,13 @@ class UpscaleLatentNode(NodeHandle, Protocol):
     def latent(self) -> Port[Latent]: ...
 
 
+class UpscaleLatentByNode(NodeHandle, Protocol):
+    """What `add(UpscaleLatentBy, ...)` returns."""
+
+    @property
+    def latent(self) -> Port[Latent]: ...
+
+
 class VAEDecodeNode(NodeHandle, Protocol):
     """What `add(VAEDecode, ...)` returns."""
 
@@ -201,11 +267,25 @@ class VAEEncodeNode(NodeHandle, Protocol):
     def latent(self) -> Port[Latent]: ...
 
 
+class VAEEncodeForInpaintNode(NodeHandle, Protocol):
+    """What `add(VAEEncodeForInpaint, ...)` returns."""
+
+    @property
+    def latent(self) -> Port[Latent]: ...
+
+
 class VAEEncodeTiledNode(NodeHandle, Protocol):
     """What `add(VAEEncodeTiled, ...)` returns."""
 
     @property
     def latent(self) -> Port[Latent]: ...
+
+
+class ZeroConditioningNode(NodeHandle, Protocol):
+    """What `add(ZeroConditioning, ...)` returns."""
+
+    @property
+    def conditioning(self) -> Port[Conditioning]: ...
 
 
 class Graph(_Graph):
@@ -229,8 +309,32 @@ class Graph(_Graph):
 
     @overload
     def add(
+        self,
+        node: type[ApplyControlNetToPrompt],
+        /,
+        *,
+        node_id: str | None = None,
+        conditioning: Port[Conditioning],
+        control_net: Port[ControlNetModel],
+        image: Port[Image],
+        strength: float | Port[float] = ...,
+    ) -> ApplyControlNetToPromptNode: ...
+
+    @overload
+    def add(
         self, node: type[Boolean], /, *, node_id: str | None = None, value: bool | Port[bool] = ...
     ) -> BooleanNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[CombineConditioning],
+        /,
+        *,
+        node_id: str | None = None,
+        first: Port[Conditioning],
+        second: Port[Conditioning],
+    ) -> CombineConditioningNode: ...
 
     @overload
     def add(
@@ -309,6 +413,17 @@ class Graph(_Graph):
     @overload
     def add(
         self,
+        node: type[LoadImageMask],
+        /,
+        *,
+        node_id: str | None = None,
+        image: str | Port[str],
+        channel: Literal["alpha", "red", "green", "blue"] | Port[str] = ...,
+    ) -> LoadImageMaskNode: ...
+
+    @overload
+    def add(
+        self,
         node: type[LoadLora],
         /,
         *,
@@ -323,6 +438,18 @@ class Graph(_Graph):
     @overload
     def add(
         self,
+        node: type[LoadLoraModelOnly],
+        /,
+        *,
+        node_id: str | None = None,
+        model: Port[UNetModel],
+        lora: str | Port[str],
+        strength_model: float | Port[float] = ...,
+    ) -> LoadLoraModelOnlyNode: ...
+
+    @overload
+    def add(
+        self,
         node: type[LoadVAE],
         /,
         *,
@@ -333,7 +460,13 @@ class Graph(_Graph):
 
     @overload
     def add(
-        self, node: type[PreviewImage], /, *, node_id: str | None = None, images: Port[Image]
+        self,
+        node: type[PreviewImage],
+        /,
+        *,
+        node_id: str | None = None,
+        images: Port[Image],
+        quantize: Literal["round", "truncate"] | Port[str] = ...,
     ) -> PreviewImageNode: ...
 
     @overload
@@ -368,7 +501,46 @@ class Graph(_Graph):
         ]
         | Port[str] = ...,
         denoise: float | Port[float] = ...,
+        convention: Literal["latentgraph", "comfyui"] | Port[str] = ...,
     ) -> SampleNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[SampleSteps],
+        /,
+        *,
+        node_id: str | None = None,
+        model: Port[UNetModel],
+        positive: Port[Conditioning],
+        negative: Port[Conditioning],
+        latent: Port[Latent],
+        add_noise: bool | Port[bool] = ...,
+        seed: int | Port[int] = ...,
+        steps: int | Port[int] = ...,
+        cfg: float | Port[float] = ...,
+        sampler: Literal[
+            "euler",
+            "euler_ancestral",
+            "heun",
+            "dpm_2",
+            "lms",
+            "dpmpp_2m",
+            "dpmpp_2m_sde",
+            "dpmpp_sde",
+            "ddim",
+            "uni_pc",
+        ]
+        | Port[str] = ...,
+        scheduler: Literal[
+            "normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"
+        ]
+        | Port[str] = ...,
+        start_at_step: int | Port[int] = ...,
+        end_at_step: int | Port[int] = ...,
+        return_with_leftover_noise: bool | Port[bool] = ...,
+        convention: Literal["latentgraph", "comfyui"] | Port[str] = ...,
+    ) -> SampleStepsNode: ...
 
     @overload
     def add(
@@ -379,6 +551,7 @@ class Graph(_Graph):
         node_id: str | None = None,
         images: Port[Image],
         prefix: str | Port[str] = ...,
+        quantize: Literal["round", "truncate"] | Port[str] = ...,
     ) -> SaveImageNode: ...
 
     @overload
@@ -394,6 +567,34 @@ class Graph(_Graph):
         width: int | Port[int] = ...,
         height: int | Port[int] = ...,
     ) -> ScaleImageNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[ScaleImageBy],
+        /,
+        *,
+        node_id: str | None = None,
+        image: Port[Image],
+        method: Literal["nearest-exact", "bilinear", "area", "bicubic", "lanczos"]
+        | Port[str] = ...,
+        scale_by: float | Port[float] = ...,
+    ) -> ScaleImageByNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[SetConditioningArea],
+        /,
+        *,
+        node_id: str | None = None,
+        conditioning: Port[Conditioning],
+        width: int | Port[int] = ...,
+        height: int | Port[int] = ...,
+        x: int | Port[int] = ...,
+        y: int | Port[int] = ...,
+        strength: float | Port[float] = ...,
+    ) -> SetConditioningAreaNode: ...
 
     @overload
     def add(
@@ -443,6 +644,18 @@ class Graph(_Graph):
     @overload
     def add(
         self,
+        node: type[UpscaleLatentBy],
+        /,
+        *,
+        node_id: str | None = None,
+        latent: Port[Latent],
+        method: Literal["nearest-exact", "bilinear", "area", "bicubic"] | Port[str] = ...,
+        scale_by: float | Port[float] = ...,
+    ) -> UpscaleLatentByNode: ...
+
+    @overload
+    def add(
+        self,
         node: type[VAEDecode],
         /,
         *,
@@ -478,6 +691,19 @@ class Graph(_Graph):
     @overload
     def add(
         self,
+        node: type[VAEEncodeForInpaint],
+        /,
+        *,
+        node_id: str | None = None,
+        vae: Port[VaeModel],
+        image: Port[Image],
+        mask: Port[Mask],
+        grow_mask_by: int | Port[int] = ...,
+    ) -> VAEEncodeForInpaintNode: ...
+
+    @overload
+    def add(
+        self,
         node: type[VAEEncodeTiled],
         /,
         *,
@@ -487,6 +713,16 @@ class Graph(_Graph):
         tile_size: int | Port[int] = ...,
         overlap: int | Port[int] = ...,
     ) -> VAEEncodeTiledNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[ZeroConditioning],
+        /,
+        *,
+        node_id: str | None = None,
+        conditioning: Port[Conditioning],
+    ) -> ZeroConditioningNode: ...
 
     @overload
     def add(self, node: str, /, *, node_id: str | None = None, **inputs: Any) -> Any: ...

@@ -167,11 +167,12 @@ def test_numbered_files_are_created_exclusively(
 ) -> None:
     import torch
 
+    from engine import outputs
     from nodes.sd import images
 
     (tmp_path / "cat_00001.png").write_bytes(b"another process's picture")
     # As if the other process wrote its file after this one read the folder's numbers.
-    monkeypatch.setattr(images, "_next_counter", lambda folder, stem: 1)
+    monkeypatch.setattr(outputs, "_next_counter", lambda folder, stem, suffix: 1)
     names = images.save_pngs(torch.zeros(2, 8, 8, 3), tmp_path, "cat", {})
     assert names == ["cat_00002.png", "cat_00003.png"]
     assert (tmp_path / "cat_00001.png").read_bytes() == b"another process's picture"
