@@ -194,6 +194,7 @@ function Canvas() {
           }}
           zoomOnDoubleClick={false}
           deleteKeyCode={["Delete", "Backspace"]}
+          multiSelectionKeyCode={["Shift", "Control", "Meta"]}
           minZoom={0.1}
           fitView
           onlyRenderVisibleElements

@@ -83,9 +83,10 @@ class Server:
         self.process = None
 
 
-@pytest.fixture(scope="session")
+# Package scope: the server and browser end with the editor tests, not with the whole run.
+@pytest.fixture(scope="package")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server for the session, on the tiny SD1 models and the example input image."""
+    """One server for the editor tests, on the tiny SD1 models and the example input image."""
     if not BUNDLE.exists():
         pytest.fail("the editor bundle is not built: run `make editor`")
     sys.path.insert(0, str(ROOT / "examples"))
@@ -99,7 +100,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     running.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
     with playwright_api.sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -99,8 +99,21 @@ def test_literal_input_becomes_a_socket_and_back(page: Any) -> None:
 
 def test_groups_are_kept_in_the_editor_layer(page: Any) -> None:
     open_example(page, "txt2img")
-    node(page, "positive").locator(".lg-header").click()
-    node(page, "negative").locator(".lg-header").click(modifiers=["Control"])
+    # Shift+drag a box around the two prompts.
+    first = node(page, "positive").bounding_box()
+    last = node(page, "negative").bounding_box()
+    page.keyboard.down("Shift")
+    page.mouse.move(first["x"] - 12, first["y"] - 12)
+    page.mouse.down()
+    page.mouse.move(last["x"] + last["width"] + 12, last["y"] + last["height"] + 12, steps=6)
+    page.mouse.up()
+    page.keyboard.up("Shift")
+    selected = "() => window.latentgraph.store.getState().nodes.filter(n => n.selected).map(n => n.id).sort()"
+    assert page.evaluate(selected) == ["negative", "positive"]
+    node(page, "latent").locator(".lg-header").click(modifiers=["Shift"])  # Shift+click adds one
+    assert page.evaluate(selected) == ["latent", "negative", "positive"]
+    node(page, "latent").locator(".lg-header").click(modifiers=["Shift"])  # and removes it again
+    assert page.evaluate(selected) == ["negative", "positive"]
     page.keyboard.press("Control+g")
     page.locator('[data-group="Group"] .group-title').fill("Prompts")
     groups = doc(page)["editor"]["groups"]
