@@ -20,9 +20,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `latentgraph` console script."""
     # Until `run` installs its own handlers, SIGTERM stops the command as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    args: argparse.Namespace | None = None
     try:
         args = _parser().parse_args(argv)
-        _configure_logging(args.verbose)
+        _configure_logging(args.verbose, args.command == "serve")
         handler = {
             "run": _run,
             "validate": _validate,
@@ -39,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         return EXIT_RUN_FAILED
     except _ConfigProblem as exc:
-        print(f"config error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):
+            print(json.dumps({"type": "invalid_config", "message": str(exc)}))
+        else:
+            print(f"config error: {exc}", file=sys.stderr)
         return EXIT_INVALID
 
 
@@ -47,13 +51,15 @@ class _ConfigProblem(Exception):
     """A folder setting (flag, environment or config file) that cannot be used."""
 
 
-def _configure_logging(verbose: bool) -> None:
+def _configure_logging(verbose: bool, serving: bool) -> None:
     import logging
 
     if verbose:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
         return
-    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    if serving:
+        return  # the server sets up its own log
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     # The command prints a failed node itself; the executor's log line would repeat it.
     logging.getLogger("engine.executor").addFilter(
         lambda record: not getattr(record, "node_failure", False)
@@ -154,8 +160,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _paths(args: argparse.Namespace) -> Any:
     from engine.config import ConfigError, Paths
+    from engine.limits import limits
 
     try:
+        limits()  # a malformed limit variable is reported now, not in the middle of a run
         paths = Paths.resolve(
             models=getattr(args, "models", None),
             input=getattr(args, "input", None),

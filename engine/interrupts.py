@@ -103,7 +103,10 @@ class RunInThread:
                 pass
         running = next(iter(self._running), None)
         _say(f"stopped {self.where(running)} without waiting for it to finish")
-        sys.stdout.flush()
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
         os._exit(EXIT_STOPPED)
 
 

@@ -208,3 +208,21 @@ def test_an_output_folder_that_is_a_file_is_refused_before_running(
     (tmp_path / "out").write_text("not a folder")
     code, _, err = cli(["run", "graph.json", "--out", "out"], capsys)
     assert code == 2 and "is a file" in err
+
+
+def test_a_config_error_is_json_with_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTGRAPH_CONFIG", str(tmp_path / "nowhere.json"))
+    (tmp_path / "graph.json").write_text(GRAPH_TEXT)
+    code, out, _ = cli(["validate", "graph.json", "--json"], capsys)
+    assert code == 2 and json.loads(out)["type"] == "invalid_config"
+
+
+def test_a_malformed_limit_variable_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LATENTGRAPH_MAX_PIXELS", "lots")
+    (tmp_path / "graph.json").write_text(GRAPH_TEXT)
+    code, _, err = cli(["validate", "graph.json"], capsys)
+    assert code == 2 and "LATENTGRAPH_MAX_PIXELS" in err
