@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from engine.errors import ErrorCode, GraphError, GraphValidationError
-from engine.graph import NODE_ID_PATTERN, parse_graph, split_link
+from engine.graph import NODE_ID_PATTERN, parse_graph
 from engine.node import Node, NodeSpec
 from engine.ports import port_by_name
 from engine.registry import Registry, default_registry
@@ -441,12 +441,8 @@ def _snake(name: str) -> str:
 
 
 def _check_literal(input_spec: Any, value: Any) -> GraphError | None:
+    # The validator's own literal check, so a value fails here exactly as it would in a file.
     from engine.validate import _check_literal as check
 
     checked = check(input_spec, value, None)
     return checked if isinstance(checked, GraphError) else None
-
-
-def link_parts(link: str) -> tuple[str, str]:
-    """ "node.output" → (node, output)."""
-    return split_link(link)

@@ -16,6 +16,7 @@ class TerminalProgress:
         self._nodes: tqdm[Any] | None = None
         self._steps: tqdm[Any] | None = None
         self._names: dict[str, str] = {}
+        self._cached: set[str] = set()
 
     def on_event(self, event: Any) -> None:
         """Update the bars from one executor event."""
@@ -24,6 +25,7 @@ class TerminalProgress:
             self._total = len(event.nodes)
         elif kind == "nodes_cached":
             cached = len(event.nodes)
+            self._cached = set(event.nodes)
             self._nodes = tqdm(
                 total=self._total - cached, desc="nodes", unit="node", file=sys.stderr
             )
@@ -45,7 +47,8 @@ class TerminalProgress:
                 )
             self._steps.n = event.value
             self._steps.refresh()
-        elif kind == "node_finished" and not event.cached:
+        elif kind == "node_finished" and (not event.cached or event.node_id not in self._cached):
+            # A cached finish outside the cached list is a duplicate served by this very run.
             self._close_steps()
             if self._nodes is not None:
                 self._nodes.update(1)

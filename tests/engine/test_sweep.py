@@ -131,3 +131,15 @@ def test_cli_sweep_product_and_zip(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "expected NODE.INPUT=V1,V2" in bad.stderr
     missing = cli("run", graph, "--sweep", "fmt.style=@nope.txt", cwd=tmp_path)
     assert missing.returncode == 2 and "No such file" in missing.stderr
+
+
+def test_the_progress_bar_counts_nodes_a_duplicate_took_from_this_run(executor: Executor) -> None:
+    from engine.progress import TerminalProgress
+
+    graph = chain_graph()
+    graph["sweep"] = {"values": {"fmt.loud": [False, False]}}  # two identical combinations
+    with TerminalProgress() as progress:
+        result = executor.run(graph, on_event=progress.on_event)
+        assert progress._nodes is not None
+        assert progress._nodes.n == progress._nodes.total == 10
+    assert result.executed == ["a", "b", "sum", "scale", "c", "showc", "fmt-1", "show-1"]
