@@ -43,6 +43,9 @@ NAME = "sd15-random.safetensors"
 CHECKPOINT = CACHE / "models" / "checkpoints" / NAME
 DIFFUSERS_CONFIG = CACHE / "sd15-config"
 SIZE, STEPS = 256, 4
+# Fresh-process measures, in the order each round runs them; "ours:fp16" is the low-memory
+# mode's load alone, "cli-lowmem" the CLI with precision fp16-weights.
+KINDS = ("floor", "diffusers", "ours", "ours:fp16", "cli", "cli-lowmem", "server")
 MIB = 1024 * 1024
 
 # Measured in the issue on this machine kind, same file shape and graph (ComfyUI 0.3.64).
@@ -166,11 +169,11 @@ def _write_diffusers_config(config: dict[str, Any]) -> None:
     )
 
 
-def graph(seed: int = 7) -> dict[str, Any]:
+def graph(seed: int = 7, precision: str = "auto") -> dict[str, Any]:
     """txt2img 256x256, euler, 4 steps, on the full-size checkpoint (the issue's measurement)."""
     document = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
     nodes = document["nodes"]
-    nodes["checkpoint"]["inputs"]["checkpoint"] = NAME
+    nodes["checkpoint"]["inputs"].update(checkpoint=NAME, precision=precision)
     nodes["latent"]["inputs"].update(width=SIZE, height=SIZE)
     nodes["sampler"]["inputs"].update(seed=seed, steps=STEPS)
     nodes["save"]["inputs"]["prefix"] = "cold"
@@ -199,6 +202,10 @@ def measure_in_process(kind: str) -> dict[str, Any]:
 
     import torch
 
+    if kind != "floor":  # imports are not part of a load (the CLI and server figures include them)
+        import diffusers.loaders.single_file_utils  # noqa: F401
+        from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel  # noqa: F401
+        from transformers import CLIPTextModel  # noqa: F401
     started, cpu = time.perf_counter(), _cpu_seconds()
     if kind == "floor":
         from safetensors import safe_open
@@ -260,11 +267,11 @@ def fresh(kind: str) -> dict[str, Any]:
 # --- the CLI -------------------------------------------------------------------------------------
 
 
-def run_cli(work: Path) -> dict[str, Any]:
+def run_cli(work: Path, precision: str = "auto") -> dict[str, Any]:
     """`latentgraph run --json` as a whole cold process: ready, first image, node times, peak RSS."""
     work.mkdir(parents=True, exist_ok=True)
     graph_file = work / "graph.json"
-    graph_file.write_text(json.dumps(graph()))
+    graph_file.write_text(json.dumps(graph(precision=precision)))
     started = time.time()
     process = subprocess.Popen(
         [
@@ -438,15 +445,17 @@ def main() -> None:
         print(json.dumps(measure_in_process(args.measure)))
         return
     build_checkpoint()
-    wanted = set(args.only or ["floor", "diffusers", "ours", "cli", "server"])
+    wanted = set(args.only or [k for k in KINDS if k != "ours:fp16"])
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory(dir=CACHE) as scratch:
         for i in range(args.repeat):  # interleaved, so that load on the machine hits every measure
-            for kind in ("floor", "diffusers", "ours", "cli", "server"):
+            for kind in KINDS:
                 if kind not in wanted:
                     continue
                 if kind == "cli":
                     result = run_cli(Path(scratch) / f"cli{i}")
+                elif kind == "cli-lowmem":
+                    result = run_cli(Path(scratch) / f"lowmem{i}", precision="fp16-weights")
                 elif kind == "server":
                     result = run_server(Path(scratch) / f"server{i}", args.reruns)
                 else:
@@ -478,13 +487,13 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
     rows: list[tuple[str, str, float | None]] = []
 
     def row(label: str, kind: str, key: str, comfy: str | None = None) -> None:
-        if kind in results:
+        if kind in results and all(r.get(key) is not None for r in results[kind]):
             value = median_of(results[kind], key)
             rows.append((label, f"{value:,.3f}", COMFYUI.get(comfy) if comfy else None))
             values = ", ".join(f"{r[key]:,.3f}" for r in results[kind])
             print(f"{label}: median {value:,.3f} (runs: {values})")
 
-    for kind in ("floor", "diffusers", "ours"):
+    for kind in ("floor", "diffusers", "ours", "ours:fp16"):
         row(f"{kind}: load seconds", kind, "seconds")
         row(f"{kind}: load CPU seconds", kind, "cpu_s")
         row(f"{kind}: peak MiB", kind, "peak_mib")
@@ -500,13 +509,14 @@ def report(results: dict[str, list[dict[str, Any]]]) -> None:
             print(f"CLI load node / floor: {median_of(results['cli'], 'load_s') / floor:.2f}")
         if "server" in results:
             print(f"server load node / floor: {median_of(results['server'], 'load_s') / floor:.2f}")
-    for kind in ("cli", "server"):
+    for kind in ("cli", "cli-lowmem", "server"):
         row(f"{kind}: start → ready s", kind, "ready_s", "server start → ready (s)")
         row(f"{kind}: cold first image s", kind, "first_image_s", "cold first image (s)")
         row(f"{kind}: load node s", kind, "load_s", "load node (s)")
         row(f"{kind}: sampler step s", kind, "step_s", "sampler step (s)")
         row(f"{kind}: VAE decode s", kind, "decode_s", "VAE decode (s)")
         row(f"{kind}: peak RSS MiB", kind, "peak_mib", "peak RSS (MiB)")
+        row(f"{kind}: CPU seconds", kind, "cpu_s")
     row("server: identical re-run ms", "server", "rerun_ms", "identical re-run (ms)")
     row("server: seed change s", "server", "seed_change_s", "seed change (s)")
     row("server: settled RSS MiB", "server", "settled_mib", "settled RSS (MiB)")

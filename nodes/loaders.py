@@ -19,6 +19,11 @@ from nodes.sd.values import ClipModel, ControlNetModel, UNetModel, VaeModel
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
 PRECISION_HELP = "auto = fp16 on a GPU, fp32 on the CPU"
+CheckpointPrecision = Literal["auto", "fp32", "fp16", "bf16", "fp16-weights"]
+CHECKPOINT_PRECISION_HELP = (
+    "auto = fp16 on a GPU, fp32 on the CPU (fp16-weights there if fp32 would not fit in memory); "
+    "fp16-weights = weights kept in fp16, each layer computed in fp32: half the memory"
+)
 
 
 def _choices(kind: str) -> object:
@@ -83,17 +88,38 @@ class LoadCheckpoint(_ModelFileNode):
     prediction: Literal["auto", "epsilon", "v_prediction"] = Input(
         "auto", tooltip="auto detects SD2 768-v models; set it when detection guesses wrong"
     )
-    precision: Precision = Input("auto", tooltip=PRECISION_HELP)
+    precision: CheckpointPrecision = Input("auto", tooltip=CHECKPOINT_PRECISION_HELP)
 
     def run(self, ctx: RunContext) -> CheckpointOut:
         from nodes.sd.checkpoint import load_checkpoint
+        from nodes.sd.lowmem import store_in_fp16
 
         prediction = None if self.prediction == "auto" else self.prediction
+        path = self._file(ctx.paths)
+        low_memory = self._low_memory(path)
+        dtype = "fp16" if low_memory else _dtype(self.precision)
         with self._blamed_on_file():
-            loaded = load_checkpoint(
-                self._file(ctx.paths), prediction_type=prediction, dtype=_dtype(self.precision)
-            )
+            loaded = load_checkpoint(path, prediction_type=prediction, dtype=dtype)
+        if low_memory:
+            clip = loaded.clip
+            for module in (
+                loaded.unet.unet,
+                clip.text_encoder,
+                clip.text_encoder_2,
+                loaded.vae.vae,
+            ):
+                if module is not None:
+                    store_in_fp16(module)
         return CheckpointOut(model=loaded.unet, clip=loaded.clip, vae=loaded.vae)
+
+    def _low_memory(self, path: Path) -> bool:
+        """fp16-weights when asked, or on "auto" when the fp32 model would not fit on the CPU."""
+        from nodes.sd.devices import best_device
+        from nodes.sd.lowmem import LOW_MEMORY, fits_in_memory
+
+        if self.precision == "auto" and best_device().type == "cpu" and not fits_in_memory(path):
+            return True
+        return self.precision == LOW_MEMORY
 
 
 class VaeOut(Outputs):

@@ -20,7 +20,10 @@ sidecar `<name>.yaml`; a `v_pred` key in the file (ComfyUI's marker); "vpred"/"v
 in the file name; for SD2 only, ComfyUI's heuristic (std of
 `output_blocks.11.1.transformer_blocks.0.norm1.bias` above 0.09 means v); otherwise epsilon.
 
-Loading is strict, as nanoGPT's is: converted weights must match the model built from the config key
+Single .safetensors files stream (`streaming.py`): models are built on the meta device, the converters
+run on meta tensors to learn where each weight comes from, then every tensor is read once, cast to the
+compute dtype as it is assigned and let go, so a load peaks at the model plus one tensor. Pickles
+(.ckpt) are read whole first and then go through the same path. Loading is strict, as nanoGPT's is: converted weights must match the model built from the config key
 for key and shape, and tensors under a component's prefix that the converter left unused count as
 unexpected (a short allow-list covers real files' harmless extras such as `position_ids`). Every
 problem, including corrupt or truncated files, raises `CheckpointError` with a `.code` and `.details`.

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from nodes.sd.devices import best_device
+from nodes.sd.lowmem import COMPUTE_DTYPE_ATTR
 
 
 def module_device(module: Any) -> tuple[torch.device, torch.dtype]:
@@ -21,7 +22,8 @@ def module_device(module: Any) -> tuple[torch.device, torch.dtype]:
     if any(t.device.type != target.type for t in tensors):
         module.to(target)
     param = next(module.parameters())
-    return param.device, param.dtype
+    # A low-memory model stores fp16 weights but computes in this dtype (see lowmem.py).
+    return param.device, getattr(module, COMPUTE_DTYPE_ATTR, None) or param.dtype
 
 
 def vae_device(vae: Any) -> tuple[torch.device, torch.dtype]:
