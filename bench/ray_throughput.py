@@ -36,6 +36,8 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_worker_niceness", "0")  # Ray's default, 15, starves them on a busy box
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# As in every Ray worker (see WORKER_ENV), so that the in-process baseline is run alike.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import aiohttp
 

@@ -35,11 +35,14 @@ START_TIMEOUT_S = 300.0
 HEALTH_INTERVAL_S = 2.0
 CANCEL_POLL_S = 0.02
 ASSIGNMENTS_KEPT = 1000
-# Environment of every worker: never reach a model hub, never report usage.
+# Environment of every worker: never reach a model hub, never report usage. OpenMP threads
+# sleep instead of spinning while they wait: CPU workers share a machine's cores, and spinning
+# thread pools of several workers (or other programs) slow each other down many times over.
 WORKER_ENV = {
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "RAY_USAGE_STATS_ENABLED": "0",
+    "OMP_WAIT_POLICY": "PASSIVE",
 }
 
 

@@ -351,6 +351,9 @@ def test_system_lists_the_workers_and_an_idle_worker_that_dies_is_replaced(
         assert worker["devices"][0]["type"] == "cpu"
         assert worker["threads"] == 1 and worker["pid"] and worker["node"]
         assert worker["alive"] and worker["running"] is None
-        assert worker["cache"]["entries"] > 0 and worker["cache"]["usage"]["cpu"] > 0
+    # The worker that ran the last job holds its models (the other may be a fresh replacement).
+    assert any(
+        w["cache"]["entries"] > 0 and w["cache"]["usage"]["cpu"] > 0 for w in system["workers"]
+    )
     assert system["workers"][0]["worker_id"] not in {w["worker_id"] for w in after}
     assert len(after) == 2 and all(w["alive"] for w in after), after
