@@ -391,7 +391,7 @@ class Graph(_Graph):
         node_id: str | None = None,
         checkpoint: str | Port[str],
         prediction: Literal["auto", "epsilon", "v_prediction"] | Port[str] = ...,
-        precision: Literal["auto", "fp32", "fp16", "bf16"] | Port[str] = ...,
+        precision: Literal["auto", "fp32", "fp16", "bf16", "fp16-weights"] | Port[str] = ...,
     ) -> LoadCheckpointNode: ...
 
     @overload
