@@ -182,13 +182,13 @@ def test_the_token_is_asked_once_and_kept_for_the_tab(
     browser: Any, server: Server, tmp_path: Path, console: Console
 ) -> None:
     console.allow("status of 401")  # the first catalog request, before the page has the token
-    guarded = Server(tmp_path, server.models, token="s3cret")
+    guarded = Server(tmp_path, server.models, token="s3cret-editor-token-42")
     guarded.start()
     context = browser.new_context()
     try:
         page = context.new_page()
         asked: list[str] = []
-        page.on("dialog", lambda d: (asked.append(d.message), d.accept("s3cret")))
+        page.on("dialog", lambda d: (asked.append(d.message), d.accept("s3cret-editor-token-42")))
         page.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
         page.goto(guarded.url)
         page.wait_for_selector("body[data-ready=true] .react-flow__node")

@@ -63,11 +63,11 @@ def test_the_page_and_its_assets_are_served_and_nothing_else(server: RunningServ
 def test_with_a_token_the_page_loads_but_the_api_needs_it(
     start: Callable[..., RunningServer],
 ) -> None:
-    server = start(ServerSettings(token="s3cret"))
+    server = start(ServerSettings(token="s3cret-0123456789ab"))
     assert get(f"{server.url}/")[0] == 200
     asset = next((EDITOR_DIR / "assets").glob("*.js"))
     assert get(f"{server.url}/assets/{asset.name}")[0] == 200
     assert get(f"{server.url}/api/v1/graphs")[0] == 401
     assert get(f"{server.url}/api/v1/nodes")[0] == 401
-    ok = get(f"{server.url}/api/v1/nodes", {"Authorization": "Bearer s3cret"})
+    ok = get(f"{server.url}/api/v1/nodes", {"Authorization": "Bearer s3cret-0123456789ab"})
     assert ok[0] == 200 and "widens_to" in json.loads(ok[2])["types"]["INT"]
