@@ -33,7 +33,8 @@ export interface paths {
         get: operations["get_job"];
         put?: never;
         post?: never;
-        delete?: never;
+        /** Forget a finished job and delete its output files; 409 while it is pending or running. */
+        delete: operations["delete_job"];
         options?: never;
         head?: never;
         patch?: never;
@@ -84,6 +85,23 @@ export interface paths {
         put?: never;
         /** Run a pending job next. */
         post: operations["move_to_front"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/graphs/convert": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Convert a ComfyUI workflow (API format, editor format, or a PNG's chunks) into a graph. */
+        post: operations["convert_graph"];
         delete?: never;
         options?: never;
         head?: never;
@@ -372,6 +390,30 @@ export interface components {
         };
         ClientMessage: components["schemas"]["Subscribe"] | components["schemas"]["Unsubscribe"] | components["schemas"]["Ping"];
         /**
+         * ConvertGraph
+         * @description A workflow to convert into our graph format.
+         */
+        ConvertGraph: {
+            /**
+             * Document
+             * @description A ComfyUI API-format prompt, editor workflow, or {prompt, workflow} pair (what a ComfyUI PNG carries); our own graph documents pass through unchanged.
+             */
+            document: unknown;
+        };
+        /**
+         * ConvertedGraphBody
+         * @description The converted graph; `editor.nodes[id].comfy_id` keeps each ComfyUI node's id.
+         */
+        ConvertedGraphBody: {
+            /**
+             * Format
+             * @description The format detected: comfyui-api, comfyui-workflow, ...
+             */
+            format: string;
+            /** Graph */
+            graph: components["schemas"]["GraphFile"];
+        };
+        /**
          * DeviceInfo
          * @description One compute device.
          */
@@ -473,14 +515,14 @@ export interface components {
          * @description What went wrong, as a stable machine-readable code.
          * @enum {string}
          */
-        ErrorCode: "invalid_graph" | "unknown_node_type" | "missing_input" | "unknown_input" | "input_conflict" | "link_required" | "invalid_link" | "link_to_missing_node" | "link_to_missing_output" | "type_mismatch" | "value_out_of_range" | "value_not_multiple" | "value_not_in_choices" | "invalid_type" | "cycle" | "no_output_node" | "unknown_output_node";
+        ErrorCode: "invalid_graph" | "unknown_node_type" | "missing_input" | "unknown_input" | "input_conflict" | "link_required" | "invalid_link" | "link_to_missing_node" | "link_to_missing_output" | "type_mismatch" | "value_out_of_range" | "value_not_multiple" | "value_not_in_choices" | "invalid_type" | "invalid_value" | "cycle" | "no_output_node" | "unknown_output_node";
         /** ErrorData */
         ErrorData: {
             /**
              * Code
              * @enum {string}
              */
-            code: "bad_message" | "unknown_job" | "too_many_subscriptions";
+            code: "bad_message" | "unknown_job" | "too_many_subscriptions" | "internal_error";
             /** Message */
             message: string;
             /**
@@ -636,6 +678,16 @@ export interface components {
              * @default null
              */
             editor: components["schemas"]["EditorLayer"] | null;
+            /**
+             * @description Declared, typed inputs and outputs: makes this graph usable as a node.
+             * @default null
+             */
+            interface: components["schemas"]["Interface"] | null;
+            /**
+             * @description Run the graph once per combination of these input values.
+             * @default null
+             */
+            sweep: components["schemas"]["Sweep"] | null;
         };
         /**
          * Hello
@@ -734,6 +786,67 @@ export interface components {
             tooltip: string;
             /** Display Name */
             display_name: string;
+        };
+        /**
+         * Interface
+         * @description The ports a graph offers when it is used as one node in another graph.
+         */
+        Interface: {
+            /** Inputs */
+            inputs?: {
+                [key: string]: components["schemas"]["InterfaceInput"];
+            };
+            /** Outputs */
+            outputs?: {
+                [key: string]: components["schemas"]["InterfaceOutput"];
+            };
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+        };
+        /**
+         * InterfaceInput
+         * @description A declared input of a subgraph; inner nodes read it through the link "inputs.NAME".
+         */
+        InterfaceInput: {
+            /**
+             * Type
+             * @description The port type (INT, STRING, CLIP, ...).
+             */
+            type: string;
+            /**
+             * @description Makes the input optional (primitive types only).
+             * @default null
+             */
+            default: components["schemas"]["JsonValue"];
+            /**
+             * Description
+             * @default
+             */
+            description: string;
+        };
+        /**
+         * InterfaceOutput
+         * @description A declared output of a subgraph: its port type and the inner output that provides it.
+         */
+        InterfaceOutput: {
+            /**
+             * Type
+             * @description The port type (IMAGE, LATENT, ...).
+             */
+            type: string;
+            /**
+             * Source
+             * @description The inner output, as "node_id.output_name".
+             */
+            source: string;
+            /**
+             * Description
+             * @default
+             */
+            description: string;
         };
         /**
          * InterruptInfo
@@ -848,6 +961,19 @@ export interface components {
             position: number;
         };
         /**
+         * JobDeleted
+         * @description A finished job that was forgotten, and the output files of it that were deleted.
+         */
+        JobDeleted: {
+            /** Job Id */
+            job_id: string;
+            /**
+             * Deleted Files
+             * @description Output files removed, relative to the folder.
+             */
+            deleted_files: string[];
+        };
+        /**
          * JobDetail
          * @description A job with the graph it runs.
          */
@@ -922,7 +1048,7 @@ export interface components {
              * Code
              * @enum {string}
              */
-            code: "node_failed" | "invalid_graph" | "server_stopped" | "internal_error";
+            code: "node_failed" | "invalid_graph" | "server_stopped" | "internal_error" | "worker_lost";
             /** Message */
             message: string;
             /**
@@ -1247,6 +1373,12 @@ export interface components {
             links?: {
                 [key: string]: string;
             };
+            /**
+             * Subgraph
+             * @description For "type": "Subgraph": the subgraph, as a file in the subgraphs folder (or next to this graph file) or embedded; it must declare an `interface`.
+             * @default null
+             */
+            subgraph: string | components["schemas"]["GraphFile"] | null;
         };
         /**
          * NodeFinished
@@ -1537,6 +1669,17 @@ export interface components {
              * @default false
              */
             front: boolean;
+            /**
+             * @description Run the graph once per combination of these input values, as one job with one event log and an output per combination (it replaces the graph's own `sweep`).
+             * @default null
+             */
+            sweep: components["schemas"]["Sweep"] | null;
+            /**
+             * Retry On Worker Lost
+             * @description If the worker running the job dies (Ray backend), run it once more on another worker instead of failing it with `worker_lost`.
+             * @default false
+             */
+            retry_on_worker_lost: boolean;
         };
         /**
          * Subscribe
@@ -1594,8 +1737,28 @@ export interface components {
             last_seq: number;
         };
         /**
+         * Sweep
+         * @description Values to run the graph over: each key is "node_id.input", each value a list of values.
+         */
+        Sweep: {
+            /**
+             * Values
+             * @description Values per input, as {"node_id.input": [value, ...]}.
+             */
+            values: {
+                [key: string]: components["schemas"]["JsonValue"][];
+            };
+            /**
+             * Mode
+             * @description product: every combination; zip: the i-th value of every input together.
+             * @default product
+             * @enum {string}
+             */
+            mode: "product" | "zip";
+        };
+        /**
          * SystemStats
-         * @description Versions, memory, devices, cache and queue.
+         * @description Versions, memory, devices, cache and queue; `workers` when jobs run on a Ray cluster.
          */
         SystemStats: {
             /** Versions */
@@ -1613,6 +1776,17 @@ export interface components {
             queue: {
                 [key: string]: number;
             };
+            /**
+             * Backend
+             * @default in_process
+             * @enum {string}
+             */
+            backend: "in_process" | "ray";
+            /**
+             * Workers
+             * @default []
+             */
+            workers: components["schemas"]["WorkerInfo"][];
         };
         /**
          * Unsubscribe
@@ -1677,6 +1851,68 @@ export interface components {
             format: string;
             /** Existing */
             existing: boolean;
+        };
+        /**
+         * WorkerCache
+         * @description What one worker's output cache holds.
+         */
+        WorkerCache: {
+            /** Entries */
+            entries: number;
+            /**
+             * Usage
+             * @description Bytes held per device.
+             */
+            usage: {
+                [key: string]: number;
+            };
+        };
+        /**
+         * WorkerInfo
+         * @description One worker of the backend: where it runs, what it runs now and what it has cached.
+         */
+        WorkerInfo: {
+            /** Worker Id */
+            worker_id: string;
+            /** Alive */
+            alive: boolean;
+            /**
+             * Node
+             * @description The host (Ray node) it runs on.
+             * @default null
+             */
+            node: string | null;
+            /**
+             * Pid
+             * @default null
+             */
+            pid: number | null;
+            /** Devices */
+            devices: components["schemas"]["DeviceInfo"][];
+            /**
+             * Threads
+             * @description torch CPU threads.
+             * @default null
+             */
+            threads: number | null;
+            /**
+             * Running
+             * @description The job it runs now.
+             * @default null
+             */
+            running: string | null;
+            /**
+             * Queued
+             * @description Jobs assigned to it and not yet started.
+             * @default 0
+             */
+            queued: number;
+            /**
+             * Jobs Run
+             * @default 0
+             */
+            jobs_run: number;
+            cache: components["schemas"]["WorkerCache"];
         };
     };
     responses: never;
@@ -1840,6 +2076,64 @@ export interface operations {
             };
             /** @description Not found. */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    delete_job: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                job_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A finished job that was forgotten, and the output files of it that were deleted. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["JobDeleted"];
+                };
+            };
+            /** @description A bearer token is required (when the server has one). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Cross-origin request, wrong Host, or a path outside its folder. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not found. */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The job is not in a state that allows this. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2027,6 +2321,66 @@ export interface operations {
             };
             /** @description The job is not in a state that allows this. */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    convert_graph: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ConvertGraph"];
+            };
+        };
+        responses: {
+            /** @description The converted graph; `editor.nodes[id].comfy_id` keeps each ComfyUI node's id. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ConvertedGraphBody"];
+                };
+            };
+            /** @description Bad request: the body or query is malformed, or the graph is invalid. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A bearer token is required (when the server has one). */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Cross-origin request, wrong Host, or a path outside its folder. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The body or upload is too large. */
+            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2339,7 +2693,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description Versions, memory, devices, cache and queue. */
+            /** @description Versions, memory, devices, cache and queue; `workers` when jobs run on a Ray cluster. */
             200: {
                 headers: {
                     [name: string]: unknown;
