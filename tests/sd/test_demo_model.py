@@ -199,18 +199,36 @@ def test_img2img_at_0_3_keeps_position_and_size_and_at_1_follows_the_prompt(
     assert (full.colour, full.shape, full.position) == ("green", "square", "bottom right")
 
 
-def test_inpainting_changes_only_the_masked_region(demo: Checkpoint) -> None:
+INPAINT_BOX = (slice(16, 48), slice(0, 32))  # rows, columns: whole latent cells around the circle
+
+
+def test_inpainting_graph_changes_only_the_masked_region(tmp_path: Path) -> None:
+    out = run_example_graph("inpaint.json", tmp_path).astype(np.float32)
+    source = np.asarray(PILImage.open(tmp_path / "input" / "example.png").convert("RGB"))
+    change = np.abs(out - source.astype(np.float32)).mean(axis=-1)
+    inside = np.zeros(change.shape, dtype=bool)
+    inside[INPAINT_BOX] = True
+    print(
+        f"\ninpaint graph: change {change[~inside].mean():.2f}/255 outside, {change[inside].mean():.1f}/255 inside"
+    )
+    assert change[~inside].mean() < 2.0
+    assert change[inside].mean() > 20.0  # the circle was replaced
+
+
+def test_latent_inpainting_alone_keeps_the_unmasked_region_close(demo: Checkpoint) -> None:
+    """Without the graph's final composite: the latent outside the mask is kept, but decoding
+    lets the new content leak past the mask (the VAE's attention sees the whole picture)."""
     source = shapes.render(source_scene())
     mask = torch.zeros(1, 1, 8, 8)
-    mask[..., 2:6, 0:4] = 1  # pixels 16..47 down, 0..31 across: the circle and its surround
-    pixel_mask = mask.repeat_interleave(8, -1).repeat_interleave(8, -2)[0, 0].bool().numpy()
+    mask[..., 2:6, 0:4] = 1  # = INPAINT_BOX in pixels
     latent = Latent(samples=vae_ops.encode(demo.vae, to_pixels(source)), noise_mask=mask)
-    out = generate(demo, "a blue square on a white background, left", seed=5, latent=latent)
+    out = generate(demo, "a blue triangle on a white background, left", seed=5, latent=latent)
     change = np.abs(out.astype(np.float32) - source.astype(np.float32)).mean(axis=-1)
-    outside, inside = float(change[~pixel_mask].mean()), float(change[pixel_mask].mean())
-    print(f"\nmean abs change: outside the mask {outside:.2f}/255, inside {inside:.1f}/255")
-    assert outside < 2.0
-    assert read(out).colour == "blue"
+    inside = np.zeros(change.shape, dtype=bool)
+    inside[INPAINT_BOX] = True
+    outside = float(change[~inside].mean())
+    print(f"\nlatent-only inpainting: change {outside:.2f}/255 outside the mask")
+    assert outside < 5.0
 
 
 def test_controlnet_puts_the_shape_where_the_hint_says(
@@ -261,4 +279,7 @@ def test_tiled_vae_decode_of_512_px_has_no_seam(demo: Checkpoint) -> None:
         band[edge - 8 : edge + 8, :] = True
     near, far = float(difference[band].mean()), float(difference[~band].mean())
     print(f"\ntiled vs whole decode: {near:.3f}/255 near tile borders, {far:.3f}/255 elsewhere")
-    assert near <= far * 1.25 + 0.5
+    # The VAE's mid-block attention sees the whole tile, so tiled and whole decodes differ
+    # everywhere, by a similar amount; a seam would show as a clearly larger difference at the
+    # borders. Measured: 15.8/255 near vs 14.8/255 elsewhere (1.07x).
+    assert near <= far * 1.1
