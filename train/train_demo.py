@@ -243,10 +243,14 @@ def train_unet(
     args: argparse.Namespace, data: LatentData, device: torch.device, log: LossLog
 ) -> tuple[Any, Any]:
     """Epsilon prediction with caption dropout; returns the EMA UNet and text encoder."""
-    torch.manual_seed(args.seed + 2)
-    rng = np.random.default_rng((args.seed, 2))
+    torch.manual_seed(args.seed + 2 + 10 * args.resume)
+    rng = np.random.default_rng((args.seed, 2, args.resume))
     unet = build_unet().to(device).train()
     text_encoder = build_text_encoder().to(device).train()
+    if args.resume:  # continue from the weights the last run of this stage saved
+        state = args.work / "state"
+        unet.load_state_dict(torch.load(state / "unet.pt", map_location=device))
+        text_encoder.load_state_dict(torch.load(state / "text_encoder.pt", map_location=device))
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt, schedule = optimizer(iter(params), args.unet_lr, args.unet_steps)
     ema_unet, ema_text = Ema(unet, args.ema), Ema(text_encoder, args.ema)
@@ -397,6 +401,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--kl-weight", type=float, default=1e-3)
     parser.add_argument("--scenes", type=int, default=8000, help="scenes encoded for stages 2-3")
     parser.add_argument("--unet-steps", type=int, default=1200)
+    parser.add_argument(
+        "--resume",
+        type=int,
+        default=0,
+        help="UNet stage: continue from the saved weights (round N)",
+    )
     parser.add_argument("--unet-lr", type=float, default=2e-3)
     parser.add_argument("--controlnet-steps", type=int, default=300)
     parser.add_argument("--controlnet-lr", type=float, default=1e-3)
