@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,ray]'
 	touch $(STAMP)
 
+# The demo model ships in nodes/sd/builtin_models/; the inputs are only for the other example graphs.
 demo: $(STAMP)
-	$(BIN)/python examples/demo_model.py models input
+	$(BIN)/python examples/example_inputs.py input
 	$(BIN)/latentgraph run graphs/txt2img.json
 
 lint: $(STAMP)

@@ -30,7 +30,7 @@ def _choices(kind: str) -> object:
     def list_files(paths: Paths) -> list[str]:
         from nodes.sd.model_files import list_models
 
-        return list_models(kind, paths.models)  # type: ignore[arg-type]
+        return list_models(kind, paths.models, with_builtin=True)  # type: ignore[arg-type]
 
     # Named in "not found" errors, so that a missing model says where it was looked for.
     list_files.where = lambda paths: f"the {kind} folder {paths.models / kind}"  # type: ignore[attr-defined]
@@ -49,7 +49,7 @@ class _ModelFileNode(Node):
 
         try:
             name = getattr(self, self.file_input)
-            return resolve_model(self.kind, name, paths.models)  # type: ignore[arg-type]
+            return resolve_model(self.kind, name, paths.models, with_builtin=True)  # type: ignore[arg-type]
         except (ValueError, FileNotFoundError) as exc:
             raise NodeInputError(self.file_input, str(exc)) from None
 

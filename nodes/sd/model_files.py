@@ -2,6 +2,10 @@
 
 Names are paths relative to their folder with forward slashes (`sd15/v1-5.safetensors`), so they are
 stable across platforms and safe to put in a graph file; resolving a name never leaves its folder.
+
+With `with_builtin=True` (what the loader nodes use) the models shipped inside the package, in
+`nodes/sd/builtin_models/<kind>/`, are listed too and resolve when the user's folder has no file
+of that name: a fresh clone can run the example graphs with no download and no copy step.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ FOLDER_MARKERS: dict[ModelKind, str] = {
 }
 
 
+BUILTIN_MODELS = Path(__file__).parent / "builtin_models"
+
+
 class ModelNotFoundError(FileNotFoundError):
     """A model name that is unsafe or names nothing in its folder."""
 
@@ -34,8 +41,16 @@ def model_folder(kind: ModelKind, models_root: str | Path | None = None) -> Path
     return root / kind
 
 
-def list_models(kind: ModelKind, models_root: str | Path | None = None) -> list[str]:
-    """Sorted names of the weight files (and diffusers folders, where the kind allows) under the folder."""
+def list_models(
+    kind: ModelKind, models_root: str | Path | None = None, *, with_builtin: bool = False
+) -> list[str]:
+    """Sorted names of the weight files (and diffusers folders, where the kind allows) under the folder.
+
+    `with_builtin` adds the package's built-in models (a name in both places is listed once).
+    """
+    if with_builtin:
+        names = set(list_models(kind, models_root)) | set(list_models(kind, BUILTIN_MODELS))
+        return sorted(names, key=str.lower)
     folder = model_folder(kind, models_root)
     if not folder.is_dir():
         return []
@@ -66,8 +81,24 @@ def list_models(kind: ModelKind, models_root: str | Path | None = None) -> list[
     return sorted(names, key=str.lower)
 
 
-def resolve_model(kind: ModelKind, name: str, models_root: str | Path | None = None) -> Path:
-    """The path a listed name stands for; absolute names, `..`, and names that exist nowhere fail."""
+def resolve_model(
+    kind: ModelKind,
+    name: str,
+    models_root: str | Path | None = None,
+    *,
+    with_builtin: bool = False,
+) -> Path:
+    """The path a listed name stands for; absolute names, `..`, and names that exist nowhere fail.
+
+    `with_builtin`: a name the user's folder lacks is looked up among the built-in models; the
+    user's own file of the same name wins.
+    """
+    if (
+        with_builtin
+        and name not in list_models(kind, models_root)
+        and name in list_models(kind, BUILTIN_MODELS)
+    ):
+        return resolve_model(kind, name, BUILTIN_MODELS)
     folder = model_folder(kind, models_root)
     relative = PurePosixPath(name.replace("\\", "/"))
     if not name or relative.is_absolute() or ".." in relative.parts or ":" in name:
@@ -79,7 +110,7 @@ def resolve_model(kind: ModelKind, name: str, models_root: str | Path | None = N
     marker = FOLDER_MARKERS.get(kind)
     is_folder_model = path.is_dir() and marker is not None and (path / marker).is_file()
     if not (path.is_file() or is_folder_model):
-        available = list_models(kind, models_root)
+        available = list_models(kind, models_root, with_builtin=with_builtin)
         hint = f"; available: {', '.join(available[:10])}" if available else f"; {folder} is empty"
         raise ModelNotFoundError(f"no {kind} model named {name!r}{hint}")
     return path

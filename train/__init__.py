@@ -1,0 +1,1 @@
+"""Training the embedded demo model (see train/README.md)."""

@@ -1,0 +1,472 @@
+"""Train the embedded demo model: the VAE, then the UNet with the text encoder, then the ControlNet.
+
+    .venv/bin/python -m train.train_demo                    # everything, about 30 min on 2 CPU cores
+    .venv/bin/python -m train.train_demo --stage controlnet # one stage, from the work folder's state
+
+Each stage saves its weights to the work folder (default `train/work/`, ignored by git), so stages
+can be re-run alone; the last step writes the two shipped fp16 files in the layouts the loaders
+read (an LDM single file with its diffusers configs in the safetensors metadata, and a
+`control_model.*` ControlNet). Every random draw comes from `--seed`; a GPU is used when present.
+The loss of every step goes to `<work>/loss_log.tsv`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from train import shapes
+from train.models import (
+    SCHEDULER_CONFIG,
+    build_controlnet,
+    build_text_encoder,
+    build_unet,
+    build_vae,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTIN_MODELS = ROOT / "nodes" / "sd" / "builtin_models"
+CHECKPOINT_NAME = "latentgraph-shapes.safetensors"
+CONTROLNET_NAME = "latentgraph-shapes-controlnet.safetensors"
+METADATA_CONFIGS = "latentgraph.configs"
+# Distinct data seeds per stage, derived from --seed, so no stage trains on another's draws.
+VAE_DATA, LATENT_DATA, DECODER_DATA = 1, 2, 3
+CAPTION_DROPOUT = 0.1  # empty captions teach the unconditional prediction CFG needs
+POSITION_SHARE = 0.7
+MIN_SNR_GAMMA = 5.0  # min-SNR loss weighting (Hang et al. 2023): faster convergence
+
+
+class LossLog:
+    """Appends `stage step loss seconds` lines to a TSV file."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("a", encoding="utf-8")
+        self.started = time.perf_counter()
+
+    def write(self, stage: str, step: int, loss: float) -> None:
+        elapsed = time.perf_counter() - self.started
+        self.file.write(f"{stage}\t{step}\t{loss:.6f}\t{elapsed:.1f}\n")
+        self.file.flush()
+
+
+def pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    x = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).float()
+    return x / 127.5 - 1.0
+
+
+def warmup_cosine(step: int, total: int, warmup: int = 100) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def optimizer(params: Iterator[torch.nn.Parameter], lr: float, total: int) -> tuple[Any, Any]:
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total))
+
+
+# --- stage 1: VAE --------------------------------------------------------------------------------
+
+
+def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> Any:
+    """Reconstruction (L1 + MSE) with a small KL term, on decoded posterior samples."""
+    torch.manual_seed(args.seed)
+    vae = build_vae().to(device).train()
+    opt, schedule = optimizer(vae.parameters(), args.vae_lr, args.vae_steps)
+    bar = tqdm(range(args.vae_steps), desc="vae", unit="step")
+    for step in bar:
+        images, _, _ = shapes.batch(
+            args.seed * 1000 + VAE_DATA, step * args.vae_batch, args.vae_batch
+        )
+        x = pixels(images, device)
+        if step < args.vae_steps * args.vae_crop_share:
+            # Most steps see 32 px crops, 4x cheaper; the last ones see whole images.
+            top, left = np.random.default_rng((args.seed, step)).integers(0, 33, size=2)
+            x = x[:, :, top : top + 32, left : left + 32]
+        posterior = vae.encode(x).latent_dist
+        reconstruction = vae.decode(posterior.sample()).sample
+        kl = posterior.kl().mean() / x[0].numel()
+        loss = F.l1_loss(reconstruction, x) + F.mse_loss(reconstruction, x) + args.kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        log.write("vae", step, loss.item())
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return vae.eval().requires_grad_(False)
+
+
+def finetune_decoder(args: argparse.Namespace, vae: Any, device: torch.device, log: LossLog) -> Any:
+    """More decoder training with the encoder frozen: the latent space the UNet learnt stays put.
+
+    The joint stage leaves the decoder blurry; its latents keep more detail than it draws, and
+    sharpening it (as SD's ft-MSE VAE did) costs no UNet retraining.
+    """
+    torch.manual_seed(args.seed + 4)
+    vae.requires_grad_(False).eval()
+    decoder = [vae.decoder, vae.post_quant_conv]
+    for part in decoder:
+        part.requires_grad_(True).train()
+    params = [p for part in decoder for p in part.parameters()]
+    opt, schedule = optimizer(iter(params), args.decoder_lr, args.decoder_steps)
+    bar = tqdm(range(args.decoder_steps), desc="decoder", unit="step")
+    for step in bar:
+        images, _, _ = shapes.batch(
+            args.seed * 1000 + DECODER_DATA, step * args.vae_batch, args.vae_batch
+        )
+        x = pixels(images, device)
+        with torch.no_grad():
+            latents = vae.encode(x).latent_dist.sample()
+        reconstruction = vae.decode(latents).sample
+        loss = F.l1_loss(reconstruction, x) + F.mse_loss(reconstruction, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        log.write("decoder", step, loss.item())
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return vae.eval().requires_grad_(False)
+
+
+# --- shared data for the UNet and ControlNet stages ----------------------------------------------
+
+
+class LatentData:
+    """A fixed set of scenes: VAE posteriors, silhouettes and tokenized captions."""
+
+    def __init__(self, vae: Any, seed: int, count: int, device: torch.device):
+        from nodes.sd.tokenizer import tokenize
+
+        means, stds, masks = [], [], []
+        self.ids_with, self.ids_without = [], []
+        cache: dict[str, torch.Tensor] = {}
+
+        def ids(text: str) -> torch.Tensor:
+            if text not in cache:
+                cache[text] = tokenize(text, "sd1").ids[0]
+            return cache[text]
+
+        chunk = 256
+        for start in tqdm(range(0, count, chunk), desc="encode", unit="chunk"):
+            n = min(chunk, count - start)
+            images, silhouettes, _ = shapes.batch(seed, start, n)
+            with torch.no_grad():
+                posterior = vae.encode(pixels(images, device)).latent_dist
+            means.append(posterior.mean.cpu())
+            stds.append(posterior.std.cpu())
+            masks.append(torch.from_numpy(np.rint(silhouettes * 255).astype(np.uint8)))
+            for index in range(start, start + n):
+                scene = shapes.scene_at(seed, index)
+                self.ids_with.append(ids(scene.caption(True)))
+                self.ids_without.append(ids(scene.caption(False)))
+        self.mean, self.std, self.masks = torch.cat(means), torch.cat(stds), torch.cat(masks)
+        self.empty = ids("")
+        self.count = count
+        samples = self.mean + self.std * torch.randn_like(self.mean)
+        self.scaling_factor = float(1.0 / samples.std())
+
+
+def caption_ids(
+    data: LatentData, index: np.ndarray, rng: np.random.Generator, position_share: float
+) -> torch.Tensor:
+    rows = []
+    for i in index:
+        draw = rng.random()
+        if draw < CAPTION_DROPOUT:
+            rows.append(data.empty)
+        elif draw < CAPTION_DROPOUT + (1 - CAPTION_DROPOUT) * position_share:
+            rows.append(data.ids_with[i])
+        else:
+            rows.append(data.ids_without[i])
+    return torch.stack(rows)
+
+
+def alphas_cumprod() -> torch.Tensor:
+    """SD1's scaled-linear schedule, as in the shipped scheduler config."""
+    c = SCHEDULER_CONFIG
+    betas = (
+        torch.linspace(c["beta_start"] ** 0.5, c["beta_end"] ** 0.5, c["num_train_timesteps"]) ** 2
+    )
+    return torch.cumprod(1.0 - betas, dim=0)
+
+
+def noisy_batch(
+    data: LatentData, index: np.ndarray, device: torch.device, ab: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(noisy latents, timesteps, noise, min-SNR weights) for scenes `index`."""
+    idx = torch.from_numpy(index)
+    z0 = (data.mean[idx] + data.std[idx] * torch.randn_like(data.std[idx])) * data.scaling_factor
+    t = torch.randint(0, len(ab), (len(index),))
+    a = ab[t].view(-1, 1, 1, 1)
+    noise = torch.randn_like(z0)
+    noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    snr = ab[t] / (1 - ab[t])
+    weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+    return noisy.to(device), t.to(device), noise.to(device), weight.to(device)
+
+
+def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
+
+
+class Ema:
+    """An exponential moving average of a module's parameters."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for ours, theirs in zip(self.shadow.parameters(), module.parameters(), strict=True):
+            ours.lerp_(theirs, 1 - self.decay)
+
+
+# --- stage 2: UNet + text encoder ----------------------------------------------------------------
+
+
+def train_unet(
+    args: argparse.Namespace, data: LatentData, device: torch.device, log: LossLog
+) -> tuple[Any, Any]:
+    """Epsilon prediction with caption dropout; returns the EMA UNet and text encoder."""
+    torch.manual_seed(args.seed + 2 + 10 * args.resume)
+    rng = np.random.default_rng((args.seed, 2, args.resume))
+    unet = build_unet().to(device).train()
+    text_encoder = build_text_encoder().to(device).train()
+    if args.resume:  # continue from the weights the last run of this stage saved
+        state = args.work / "state"
+        unet.load_state_dict(torch.load(state / "unet.pt", map_location=device))
+        text_encoder.load_state_dict(torch.load(state / "text_encoder.pt", map_location=device))
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt, schedule = optimizer(iter(params), args.unet_lr, args.unet_steps)
+    ema_unet, ema_text = Ema(unet, args.ema), Ema(text_encoder, args.ema)
+    ab = alphas_cumprod()
+    bar = tqdm(range(args.unet_steps), desc="unet", unit="step")
+    for step in bar:
+        index = rng.integers(data.count, size=args.batch)
+        noisy, t, noise, weight = noisy_batch(data, index, device, ab)
+        ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
+        context = text_encoder(input_ids=ids).last_hidden_state
+        pred = unet(noisy, t, encoder_hidden_states=context).sample
+        loss = weighted_mse(pred, noise, weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        schedule.step()
+        ema_unet.update(unet)
+        ema_text.update(text_encoder)
+        log.write("unet", step, loss.item())
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return ema_unet.shadow, ema_text.shadow
+
+
+# --- stage 3: ControlNet -------------------------------------------------------------------------
+
+
+def train_controlnet(
+    args: argparse.Namespace,
+    data: LatentData,
+    unet: Any,
+    text_encoder: Any,
+    device: torch.device,
+    log: LossLog,
+) -> Any:
+    """A ControlNet on the frozen UNet; its hint is the shape's silhouette, white on black."""
+    torch.manual_seed(args.seed + 3)
+    rng = np.random.default_rng((args.seed, 3))
+    controlnet = build_controlnet(unet).to(device).train()
+    opt, schedule = optimizer(controlnet.parameters(), args.controlnet_lr, args.controlnet_steps)
+    ema = Ema(controlnet, args.ema)
+    ab = alphas_cumprod()
+    bar = tqdm(range(args.controlnet_steps), desc="controlnet", unit="step")
+    for step in bar:
+        index = rng.integers(data.count, size=args.batch)
+        noisy, t, noise, weight = noisy_batch(data, index, device, ab)
+        # The hint gives the position, so most captions leave it out.
+        ids = caption_ids(data, index, rng, position_share=0.3).to(device)
+        hint = (
+            (data.masks[torch.from_numpy(index)].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1)
+        )
+        with torch.no_grad():
+            context = text_encoder(input_ids=ids).last_hidden_state
+        down, mid = controlnet(
+            noisy,
+            t,
+            encoder_hidden_states=context,
+            controlnet_cond=hint.to(device),
+            return_dict=False,
+        )
+        pred = unet(
+            noisy,
+            t,
+            encoder_hidden_states=context,
+            down_block_additional_residuals=down,
+            mid_block_additional_residual=mid,
+        ).sample
+        loss = weighted_mse(pred, noise, weight)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
+        opt.step()
+        schedule.step()
+        ema.update(controlnet)
+        log.write("controlnet", step, loss.item())
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+    return ema.shadow
+
+
+# --- writing the shipped files -------------------------------------------------------------------
+
+
+def _public(config: Any) -> dict[str, Any]:
+    return json.loads(json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}))
+
+
+def _half(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", torch.float16).contiguous() for k, v in state_dict.items()}
+
+
+def export(
+    out: Path, vae: Any, text_encoder: Any, unet: Any, controlnet: Any, scaling: float
+) -> None:
+    """The checkpoint (LDM single file) and the ControlNet (`control_model.*`), fp16."""
+    from safetensors.torch import save_file
+
+    # The diffusers -> LDM key mapping the tests' tiny models use (written independently of diffusers).
+    from tests.sd.tiny_models import clip_to_ldm, controlnet_to_ldm, unet_to_ldm, vae_to_ldm
+
+    configs = {
+        "family": "sd1",
+        "prediction_type": "epsilon",
+        "unet": _public(unet.config),
+        "vae": {**_public(vae.config), "scaling_factor": scaling},
+        "text_encoder": text_encoder.config.to_dict(),
+        "scheduler": dict(SCHEDULER_CONFIG),
+    }
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (out / "controlnet").mkdir(parents=True, exist_ok=True)
+    single_file = {
+        **unet_to_ldm(unet.state_dict(), configs["unet"]),
+        **vae_to_ldm(vae.state_dict(), configs["vae"]),
+        **clip_to_ldm(text_encoder.state_dict()),
+    }
+    save_file(
+        _half(single_file),
+        out / "checkpoints" / CHECKPOINT_NAME,
+        metadata={METADATA_CONFIGS: json.dumps(configs)},
+    )
+    control = controlnet_to_ldm(controlnet.state_dict(), configs["unet"])
+    save_file(
+        _half(control),
+        out / "controlnet" / CONTROLNET_NAME,
+        metadata={METADATA_CONFIGS: json.dumps({"controlnet": _public(controlnet.config)})},
+    )
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--stage", choices=("all", "vae", "unet", "controlnet", "decoder", "export"), default="all"
+    )
+    parser.add_argument("--out", type=Path, default=BUILTIN_MODELS, help="models folder to write")
+    parser.add_argument("--work", type=Path, default=ROOT / "train" / "work")
+    parser.add_argument("--seed", type=int, default=0)
+    # One thread: on a shared, busy 2-core machine two threads ran 5-10x slower (they wait on each other).
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--vae-batch", type=int, default=16)
+    parser.add_argument("--vae-steps", type=int, default=1200)
+    parser.add_argument("--vae-crop-share", type=float, default=0.85)
+    parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument("--decoder-steps", type=int, default=1000)
+    parser.add_argument("--decoder-lr", type=float, default=1e-3)
+    parser.add_argument("--kl-weight", type=float, default=1e-3)
+    parser.add_argument("--scenes", type=int, default=8000, help="scenes encoded for stages 2-3")
+    parser.add_argument("--unet-steps", type=int, default=1200)
+    parser.add_argument(
+        "--resume",
+        type=int,
+        default=0,
+        help="UNet stage: continue from the saved weights (round N)",
+    )
+    parser.add_argument("--unet-lr", type=float, default=2e-3)
+    parser.add_argument("--controlnet-steps", type=int, default=300)
+    parser.add_argument("--controlnet-lr", type=float, default=1e-3)
+    parser.add_argument("--ema", type=float, default=0.99)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    args.work.mkdir(parents=True, exist_ok=True)
+    log = LossLog(args.work / "loss_log.tsv")
+    started = time.perf_counter()
+    all_stages = ("vae", "unet", "controlnet", "decoder", "export")
+    stages = all_stages if args.stage == "all" else (args.stage,)
+    state = args.work / "state"
+    state.mkdir(exist_ok=True)
+
+    def saved(name: str, module: Any) -> Any:
+        module.load_state_dict(torch.load(state / f"{name}.pt", map_location=device))
+        return module.to(device).eval().requires_grad_(False)
+
+    if "vae" in stages:
+        vae = train_vae(args, device, log)
+        torch.save(vae.state_dict(), state / "vae.pt")
+    else:
+        vae = saved("vae", build_vae())
+    data = None
+    if "unet" in stages or "controlnet" in stages:
+        data = LatentData(vae, args.seed * 1000 + LATENT_DATA, args.scenes, device)
+    if "unet" in stages:
+        assert data is not None
+        unet, text_encoder = train_unet(args, data, device, log)
+        torch.save(unet.state_dict(), state / "unet.pt")
+        torch.save(text_encoder.state_dict(), state / "text_encoder.pt")
+        (state / "scaling.json").write_text(json.dumps({"scaling_factor": data.scaling_factor}))
+    elif "controlnet" in stages or "export" in stages:
+        unet, text_encoder = (
+            saved("unet", build_unet()),
+            saved("text_encoder", build_text_encoder()),
+        )
+    if "controlnet" in stages:
+        assert data is not None
+        controlnet = train_controlnet(args, data, unet, text_encoder, device, log)
+        torch.save(controlnet.state_dict(), state / "controlnet.pt")
+    elif "export" in stages:
+        controlnet = saved("controlnet", build_controlnet(unet))
+    # The decoder stage needs only the VAE, so it can also run beside the UNet and ControlNet.
+    if "decoder" in stages:
+        vae = finetune_decoder(args, vae, device, log)
+        torch.save(vae.state_dict(), state / "vae_decoder.pt")
+    if "export" in stages:
+        if "decoder" not in stages:
+            vae = saved("vae_decoder", build_vae())
+        scaling = json.loads((state / "scaling.json").read_text())["scaling_factor"]
+        export(args.out, vae, text_encoder, unet, controlnet, scaling)
+        print(f"wrote {args.out / 'checkpoints' / CHECKPOINT_NAME} and the ControlNet")
+    print(f"{'+'.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min on {device}")
+
+
+if __name__ == "__main__":
+    main()
