@@ -11,6 +11,7 @@ from typing import Any, Literal, Protocol, overload
 
 from engine.builder import Graph as _Graph
 from engine.builder import NodeHandle, Port
+from nodes.composite import CompositeMasked
 from nodes.conditioning import (
     ApplyControlNetToPrompt,
     CombineConditioning,
@@ -70,6 +71,13 @@ class CombineConditioningNode(NodeHandle, Protocol):
 
     @property
     def conditioning(self) -> Port[Conditioning]: ...
+
+
+class CompositeMaskedNode(NodeHandle, Protocol):
+    """What `add(CompositeMasked, ...)` returns."""
+
+    @property
+    def image(self) -> Port[Image]: ...
 
 
 class EmptyLatentNode(NodeHandle, Protocol):
@@ -335,6 +343,18 @@ class Graph(_Graph):
         first: Port[Conditioning],
         second: Port[Conditioning],
     ) -> CombineConditioningNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[CompositeMasked],
+        /,
+        *,
+        node_id: str | None = None,
+        destination: Port[Image],
+        source: Port[Image],
+        mask: Port[Mask],
+    ) -> CompositeMaskedNode: ...
 
     @overload
     def add(
