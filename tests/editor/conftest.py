@@ -90,10 +90,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if not BUNDLE.exists():
         pytest.fail("the editor bundle is not built: run `make editor`")
     sys.path.insert(0, str(ROOT / "examples"))
-    from demo_model import main as build_demo
+    from example_inputs import main as write_example_inputs
+
+    from tests.sd.tiny_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("editor-e2e")
-    build_demo(root / "models", root / "input")
+    build_tiny_models(root / "models")
+    write_example_inputs(root / "input")
     running = Server(root, root / "models")
     running.start()
     yield running
