@@ -197,13 +197,13 @@ def _choice_message(value: Any, exc: ChoiceError) -> str:
     shown = exc.allowed if len(exc.allowed) <= 20 else [*exc.allowed[:20], "..."]
     if exc.where is None:
         return f"{_shown(value)!r} is not one of {shown}"
+    hint = (
+        "put the file there, or point the folder setting (--models/--input, or its environment "
+        "variable) at the folder that has it"
+    )
     if not exc.allowed:
-        return (
-            f"{_shown(value)!r} is not in {exc.where}, which has no usable files; put the file "
-            "there, or point the folder setting (--models/--input, or its environment "
-            "variable) at the folder that has it"
-        )
-    return f"{_shown(value)!r} is not in {exc.where}; found: {shown}"
+        return f"{_shown(value)!r} is not in {exc.where}, which has no usable files; {hint}"
+    return f"{_shown(value)!r} is not in {exc.where}; found: {shown}; {hint}"
 
 
 def _shown(value: Any) -> Any:

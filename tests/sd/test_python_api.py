@@ -39,17 +39,14 @@ def folders(tiny_models: TinyModels, tmp_path: Path) -> Paths:
     return Paths.resolve(models=tiny_models.models_dir, input=tmp_path, output=tmp_path / "out")
 
 
-def txt2img(size: int = 128, **sampler: Any) -> tuple[Graph, Any, Any]:
+def txt2img(size: int = 64, **sampler: Any) -> tuple[Graph, Any, Any]:
     """graphs/txt2img.json, built in Python with the same ids (at `size`, with `sampler` changes)."""
     g = Graph()
-    ckpt = g.add(LoadCheckpoint, node_id="checkpoint", checkpoint="tiny-sd1.safetensors")
+    ckpt = g.add(LoadCheckpoint, node_id="checkpoint", checkpoint="latentgraph-shapes.safetensors")
     pos = g.add(
-        EncodeText,
-        node_id="positive",
-        text="a photo of a (red:1.2) fox in the snow, detailed",
-        clip=ckpt.clip,
+        EncodeText, node_id="positive", text="a red circle on a blue background", clip=ckpt.clip
     )
-    neg = g.add(EncodeText, node_id="negative", text="blurry", clip=ckpt.clip)
+    neg = g.add(EncodeText, node_id="negative", text="", clip=ckpt.clip)
     latent = g.add(EmptyLatent, node_id="latent", width=size, height=size, batch_size=1)
     settings = {"seed": 7, "steps": 20, "cfg": 7.5, "sampler": "euler", "scheduler": "normal"}
     sample = g.add(
@@ -244,4 +241,4 @@ def test_the_prompts_subgraph_shares_all_work_with_txt2img(
     # Inner nodes have the same lineage keys as txt2img's own encoders: nothing runs again.
     assert again.status == "finished" and again.executed == []
     assert again.ui["save"] == first.ui["save"]
-    assert executor.validate(composed).nodes["prompts/negative"].literals["text"] == "blurry"
+    assert executor.validate(composed).nodes["prompts/negative"].literals["text"] == ""
