@@ -158,7 +158,7 @@ class Sweep(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     values: dict[InputPath, Annotated[list[JsonValue], Field(min_length=1)]] = Field(
-        description='Values per input, as {"node_id.input": [value, ...]}.'
+        description='Values per input, as {"node_id.input": [value, ...]}.', min_length=1
     )
     mode: Literal["product", "zip"] = Field(
         "product",

@@ -143,3 +143,13 @@ def test_the_progress_bar_counts_nodes_a_duplicate_took_from_this_run(executor: 
         assert progress._nodes is not None
         assert progress._nodes.n == progress._nodes.total == 10
     assert result.executed == ["a", "b", "sum", "scale", "c", "showc", "fmt-1", "show-1"]
+
+
+@pytest.mark.parametrize("mode", ["product", "zip"])
+def test_a_sweep_over_no_inputs_is_a_validation_error(executor: Executor, mode: str) -> None:
+    # Found by the API fuzzer: an empty `values` crashed the expansion with a ValueError.
+    graph = chain_graph()
+    graph["sweep"] = {"values": {}, "mode": mode}
+    with pytest.raises(GraphValidationError) as empty:
+        executor.validate(graph)
+    assert empty.value.errors[0].code == "invalid_graph"
