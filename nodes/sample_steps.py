@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from functools import partial
-from typing import Any
-
 from engine.context import RunContext
-from engine.node import Input, Node, Outputs, node
-from nodes.sampling import CONVENTION_HELP, Convention, SamplerName, SchedulerName
+from engine.node import Input, Node, node
+from nodes.sampling import (
+    CONVENTION_HELP,
+    Convention,
+    LatentOut,
+    SamplerName,
+    SchedulerName,
+    run_sampler,
+)
 from nodes.sd.values import Conditioning, Latent, UNetModel
-
-
-class LatentOut(Outputs):
-    latent: Latent
 
 
 @node("SampleSteps", category="sampling")
@@ -39,34 +39,12 @@ class SampleSteps(Node):
     convention: Convention = Input("latentgraph", tooltip=CONVENTION_HELP)
 
     def run(self, ctx: RunContext) -> LatentOut:
-        from nodes.sd.preview import latent_preview
-        from nodes.sd.residency import module_device
-        from nodes.sd.sample import sample
-
-        module_device(self.model.unet)
-        for control in (*self.positive.controls, *self.negative.controls):
-            module_device(control.controlnet.controlnet)
-
-        def on_step(index: int, total: int, denoised: Any) -> None:
-            ctx.progress(
-                index + 1, total, preview=partial(latent_preview, denoised.detach().clone())
-            )
-
-        latent = sample(
-            self.model,
-            self.positive,
-            self.negative,
-            self.latent,
-            seed=self.seed,
-            steps=self.steps,
-            cfg=self.cfg,
-            sampler_name=self.sampler,
-            scheduler=self.scheduler,
-            on_step=on_step,
+        latent = run_sampler(
+            self,
+            ctx,
             start_step=self.start_at_step,
             end_step=self.end_at_step,
             add_noise=self.add_noise,
             leftover_noise=self.return_with_leftover_noise,
-            convention=self.convention,
         )
         return LatentOut(latent=latent)

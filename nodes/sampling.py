@@ -94,35 +94,38 @@ class Sample(Node):
         return device_name(unet), unet_bytes(batch, h, w, module_itemsize(unet), self.cfg)
 
     def run(self, ctx: RunContext) -> LatentOut:
-        from nodes.sd.preview import latent_preview
-        from nodes.sd.residency import module_device
-        from nodes.sd.sample import sample
-
         problem = _schedule_problem(self.steps, self.denoise)  # linked values are checked here
         if problem is not None:
             raise NodeInputError("denoise", problem)
-        module_device(self.model.unet)
-        for control in (*self.positive.controls, *self.negative.controls):
-            module_device(control.controlnet.controlnet)
+        return LatentOut(latent=run_sampler(self, ctx, denoise=self.denoise))
 
-        def on_step(index: int, total: int, denoised: Any) -> None:
-            # A thunk: the preview is only drawn if a consumer (the server) asks for it.
-            ctx.progress(
-                index + 1, total, preview=partial(latent_preview, denoised.detach().clone())
-            )
 
-        latent = sample(
-            self.model,
-            self.positive,
-            self.negative,
-            self.latent,
-            seed=self.seed,
-            steps=self.steps,
-            cfg=self.cfg,
-            sampler_name=self.sampler,
-            scheduler=self.scheduler,
-            denoise=self.denoise,
-            on_step=on_step,
-            convention=self.convention,
-        )
-        return LatentOut(latent=latent)
+def run_sampler(sampler: Any, ctx: RunContext, **schedule: Any) -> Latent:
+    """Sample with a sampler node's common inputs (model, prompts, latent, seed, steps, cfg,
+    sampler, scheduler, convention) plus `schedule` options, reporting each step to `ctx`."""
+    from nodes.sd.preview import latent_preview
+    from nodes.sd.residency import module_device
+    from nodes.sd.sample import sample
+
+    module_device(sampler.model.unet)
+    for control in (*sampler.positive.controls, *sampler.negative.controls):
+        module_device(control.controlnet.controlnet)
+
+    def on_step(index: int, total: int, denoised: Any) -> None:
+        # A thunk: the preview is only drawn if a consumer (the server) asks for it.
+        ctx.progress(index + 1, total, preview=partial(latent_preview, denoised.detach().clone()))
+
+    return sample(
+        sampler.model,
+        sampler.positive,
+        sampler.negative,
+        sampler.latent,
+        seed=sampler.seed,
+        steps=sampler.steps,
+        cfg=sampler.cfg,
+        sampler_name=sampler.sampler,
+        scheduler=sampler.scheduler,
+        on_step=on_step,
+        convention=sampler.convention,
+        **schedule,
+    )
