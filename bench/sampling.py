@@ -108,7 +108,7 @@ def measure(size: int, checkpoint_file: Path, paths: Paths, base: dict[str, Any]
     """Time both sides at one image size and print the comparison."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from nodes.sd.checkpoint import load_checkpoint
+    from nodes.sd.loading.single_file import load_checkpoint
 
     # --- ours: the graph, through the executor
     executor = Executor(default_registry(), paths=paths)

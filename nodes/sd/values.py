@@ -83,6 +83,15 @@ class ControlNetModel:
     name: str = ""
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """The three models a Stable Diffusion checkpoint holds."""
+
+    unet: UNetModel
+    clip: ClipModel
+    vae: VaeModel
+
+
 @binds(TOKENS)
 @dataclass(frozen=True, eq=False)
 class Tokens:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from nodes.sd.checkpoint import CheckpointError
+from nodes.sd.loading.weight_files import CheckpointError
 from nodes.sd.lora import apply_lora, parse_lora
 from nodes.sd.tokenizer import clip_tokenizer
 from nodes.sd.values import ClipModel, UNetModel
