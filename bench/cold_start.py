@@ -72,9 +72,9 @@ def build_checkpoint() -> None:
     import torch
     from safetensors.torch import save_file
 
+    from nodes.sd.ldm_keys import clip_to_ldm, unet_to_ldm, vae_to_ldm
     from nodes.sd.loading.model_configs import shipped_config
     from nodes.sd.loading.strict import build_text_encoder, build_unet, build_vae
-    from tests.sd.tiny_models import clip_to_ldm, unet_to_ldm, vae_to_ldm
 
     started = time.perf_counter()
     config = shipped_config("sd1")

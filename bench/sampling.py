@@ -87,7 +87,7 @@ def alternate(
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))  # the tiny-model builder lives with the tests
-    from tests.sd.tiny_models import build_tiny_models
+    from nodes.sd.tiny_models import build_tiny_models
 
     torch.set_grad_enabled(False)
     models_dir = Path(tempfile.mkdtemp(prefix="lg-bench-"))

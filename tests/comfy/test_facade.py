@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
+from nodes.sd.tiny_models import TinyModels
 from tests.comfy import workflows
 from tests.comfy.ws_client import WebSocket
-from tests.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,8 +19,8 @@ from nodes.sd.loading.single_file import load_checkpoint
 from nodes.sd.loading.vae_file import load_vae
 from nodes.sd.loading.weight_files import CheckpointError, read_state_dict
 from nodes.sd.text_encoder import encode
+from nodes.sd.tiny_models import TinyFamilyModel, TinyModels
 from nodes.sd.tokenizer import tokenize
-from tests.sd.tiny_models import TinyFamilyModel, TinyModels
 
 
 def assert_same_weights(loaded: Any, reference: Any) -> None:

@@ -20,7 +20,7 @@ import nodes.sd.loading.streaming as streaming
 from nodes.sd.loading.model_configs import METADATA_CONFIGS
 from nodes.sd.loading.single_file import load_checkpoint
 from nodes.sd.loading.weight_files import CheckpointError
-from tests.sd.tiny_models import TinyModels
+from nodes.sd.tiny_models import TinyModels
 
 
 class _MallInfo2(ctypes.Structure):
