@@ -273,7 +273,7 @@ def run_cli(work: Path, precision: str = "auto") -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "run",
             str(graph_file),
             "--json",
@@ -332,7 +332,7 @@ def run_server(work: Path, reruns: int) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "serve",
             "--port",
             "0",

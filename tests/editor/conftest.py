@@ -56,7 +56,7 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(self.port),
              "--models", str(self.models), "--input", str(self.input), "--output", str(self.output),
              *(["--token", self.token] if self.token else [])],
             cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},

@@ -325,7 +325,7 @@ def test_cli_run_with_seed_override_writes_a_png(tiny_models: TinyModels, tmp_pa
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "run",
             str(graph),
             "--set",
