@@ -11,6 +11,7 @@ from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import Image, Mask
+from nodes.shared_outputs import ImageOut
 
 PREVIEW_FOLDER = "previews"
 Quantize = Literal["round", "truncate"]
@@ -69,10 +70,6 @@ def _check_output_path(output: Path, subfolder: Path) -> str | None:
 class ImageMaskOut(Outputs):
     image: Image
     mask: Mask
-
-
-class ImageOut(Outputs):
-    image: Image
 
 
 @node("LoadImage", category="image", volatile=True)
