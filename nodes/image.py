@@ -54,7 +54,7 @@ def check_prefix(prefix: str, paths: Paths | None) -> str | None:
 def _check_output_path(output: Path, subfolder: Path) -> str | None:
     """A subfolder of the output folder that can be created: no file in the way, no link out."""
     folder = output
-    for part in (Path(), *subfolder.parts):
+    for part in (".", *subfolder.parts):  # "." keeps the output folder itself first
         folder = folder / part
         if folder.exists() and not folder.is_dir():
             return f"{folder} is a file, so images cannot be saved inside it"

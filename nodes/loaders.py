@@ -6,7 +6,7 @@ and fingerprinted by file size and modification time, so that replacing a file r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -26,7 +26,7 @@ CHECKPOINT_PRECISION_HELP = (
 )
 
 
-def _choices(kind: str) -> object:
+def _choices(kind: str) -> Callable[[Paths], list[str]]:
     def list_files(paths: Paths) -> list[str]:
         from nodes.sd.model_files import list_models
 

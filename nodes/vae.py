@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, node
 from nodes.sd.values import LATENT_SCALE, Image, Latent, VaeModel
 from nodes.shared_outputs import ImageOut, LatentOut
+
+if TYPE_CHECKING:
+    import torch
 
 
 @node("VAEEncode", category="latent")
@@ -97,7 +102,7 @@ class VAEDecodeTiled(Node):
         return ImageOut(image=Image(pixels=pixels))
 
 
-def _crop8(image: Image) -> object:
+def _crop8(image: Image) -> torch.Tensor:
     """Pixels cropped (centred) to multiples of 8, which the VAE needs."""
     pixels = image.pixels  # (B, H, W, 3)
     height, width = pixels.shape[1], pixels.shape[2]
