@@ -72,13 +72,9 @@ def build_checkpoint() -> None:
     import torch
     from safetensors.torch import save_file
 
-    from nodes.sd.checkpoint import (
-        _build_text_encoder,
-        _build_unet,
-        _build_vae,
-        shipped_config,
-    )
-    from tests.sd.tiny_models import clip_to_ldm, unet_to_ldm, vae_to_ldm
+    from nodes.sd.ldm_keys import clip_to_ldm, unet_to_ldm, vae_to_ldm
+    from nodes.sd.loading.model_configs import shipped_config
+    from nodes.sd.loading.strict import build_text_encoder, build_unet, build_vae
 
     started = time.perf_counter()
     config = shipped_config("sd1")
@@ -102,9 +98,9 @@ def build_checkpoint() -> None:
             out[key] = values.to(torch.float16).contiguous()
         return out
 
-    unet = random_like(_build_unet(config["unet"]).state_dict())
-    vae = random_like(_build_vae(config["vae"]).state_dict())
-    text = random_like(_build_text_encoder(config["text_encoder"], False).state_dict())
+    unet = random_like(build_unet(config["unet"]).state_dict())
+    vae = random_like(build_vae(config["vae"]).state_dict())
+    text = random_like(build_text_encoder(config["text_encoder"], False).state_dict())
     single = {
         **unet_to_ldm(unet, config["unet"]),
         **vae_to_ldm(vae, config["vae"]),
@@ -232,7 +228,7 @@ def measure_in_process(kind: str) -> dict[str, Any]:
             for t in m.state_dict().values()
         )
     elif kind.startswith("ours"):
-        from nodes.sd.checkpoint import load_checkpoint
+        from nodes.sd.loading.single_file import load_checkpoint
 
         precision = kind.partition(":")[2] or None
         loaded = load_checkpoint(CHECKPOINT, device="cpu", dtype=precision)
@@ -277,7 +273,7 @@ def run_cli(work: Path, precision: str = "auto") -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "run",
             str(graph_file),
             "--json",
@@ -336,7 +332,7 @@ def run_server(work: Path, reruns: int) -> dict[str, Any]:
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "serve",
             "--port",
             "0",

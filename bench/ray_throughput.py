@@ -130,8 +130,8 @@ def main() -> int:
     import torch
 
     from engine.registry import default_registry
+    from nodes.sd.tiny_models import build_tiny_models
     from server.backends.ray_backend import RayBackend, RayOptions
-    from tests.sd.tiny_models import build_tiny_models
     from tests.server.harness import start_server
 
     cores = os.cpu_count() or 1

@@ -87,7 +87,7 @@ def alternate(
 
 def main() -> None:
     sys.path.insert(0, str(ROOT))  # the tiny-model builder lives with the tests
-    from tests.sd.tiny_models import build_tiny_models
+    from nodes.sd.tiny_models import build_tiny_models
 
     torch.set_grad_enabled(False)
     models_dir = Path(tempfile.mkdtemp(prefix="lg-bench-"))
@@ -108,7 +108,7 @@ def measure(size: int, checkpoint_file: Path, paths: Paths, base: dict[str, Any]
     """Time both sides at one image size and print the comparison."""
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
-    from nodes.sd.checkpoint import load_checkpoint
+    from nodes.sd.loading.single_file import load_checkpoint
 
     # --- ours: the graph, through the executor
     executor = Executor(default_registry(), paths=paths)

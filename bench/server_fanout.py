@@ -185,7 +185,7 @@ async def run_latentgraph(args: argparse.Namespace, folder: Path) -> list[float]
         "LATENTGRAPH_NODE_MODULES": "tests.engine.testing_nodes",
         "PYTHONPATH": str(REPO),
     }
-    command = [sys.executable, "-m", "engine.cli", "serve", "--port", "0"]
+    command = [sys.executable, "-m", "latentgraph_cli", "serve", "--port", "0"]
     for flag in ("output", "input", "models"):
         command += [f"--{flag}", str(folder / flag)]
     process, url = start_process(command, env)

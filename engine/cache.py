@@ -121,11 +121,6 @@ class OutputCache:
             if self._pins[key] <= 0:
                 del self._pins[key]
 
-    def unpin_all(self) -> None:
-        """Release every pin (after a run, whatever its outcome)."""
-        with self._lock:
-            self._pins.clear()
-
     def drop(self, key: str) -> None:
         """Forget one entry."""
         with self._lock:

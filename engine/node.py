@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, ge
 
 import annotated_types
 from pydantic import BaseModel, ConfigDict, PrivateAttr, Strict, TypeAdapter
+from typing_extensions import dataclass_transform
 
 from engine.ports import port_of, strip_optional
 
@@ -191,6 +192,8 @@ class NodeSpec(BaseModel):
 
 
 @dataclasses.dataclass(kw_only=True)
+# Subclasses become keyword-only dataclasses (below); this tells type checkers so.
+@dataclass_transform(kw_only_default=True)
 class Outputs:
     """Base of a node's result: subclasses declare one annotated field per output port.
 

@@ -7,10 +7,11 @@ without a GPU and without torch.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 from typing import Any, Protocol
+
+import psutil
 
 CPU = "cpu"
 
@@ -79,27 +80,20 @@ class Budgets:
 def default_budget(device: str) -> int:
     """Half of the available RAM for the CPU; 80% of the free memory of an accelerator."""
     if device == CPU:
-        return int(_available_ram() * 0.5)
+        return int(available_ram() * 0.5)
     torch = sys.modules.get("torch")
     if torch is not None and device.startswith("cuda") and torch.cuda.is_available():
         index = int(device.split(":")[1]) if ":" in device else 0
         free, _total = torch.cuda.mem_get_info(index)
         return int(free * 0.8)
     if torch is not None and device == "mps":
-        return int(_available_ram() * 0.4)  # MPS shares the system's unified memory
-    return int(_available_ram() * 0.5)
+        return int(available_ram() * 0.4)  # MPS shares the system's unified memory
+    return int(available_ram() * 0.5)
 
 
-def _available_ram() -> int:
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
-    return int(pages * page_size * 0.5)
+def available_ram() -> int:
+    """Bytes of RAM that can be used now without swapping (the kernel's estimate)."""
+    return int(psutil.virtual_memory().available)
 
 
 class TorchPlacement:

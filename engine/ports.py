@@ -110,10 +110,3 @@ def strip_optional(annotation: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return annotation
-
-
-def is_optional(annotation: Any) -> bool:
-    """Whether the annotation admits None."""
-    return get_origin(annotation) in (typing.Union, types.UnionType) and type(None) in get_args(
-        annotation
-    )

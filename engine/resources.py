@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from engine.limits import format_bytes, limits
-from engine.placement import CPU, _available_ram
+from engine.placement import CPU, available_ram
 
 
 def device_budget(device: str) -> int:
@@ -21,8 +21,8 @@ def device_budget(device: str) -> int:
         reserved = torch.cuda.memory_reserved(index) - torch.cuda.memory_allocated(index)
         return int(free + reserved)
     if device == CPU or device == "mps":
-        return _available_ram()
-    return _available_ram()
+        return available_ram()
+    return available_ram()
 
 
 def memory_problem(device: str, needed: int) -> str | None:

@@ -6,7 +6,7 @@ import dataclasses
 
 from engine.context import RunContext
 from engine.node import Input, Node, Outputs, node
-from nodes.sd.values import Conditioning, ControlApplication, ControlNetModel, Image
+from nodes.sd.values import LATENT_SCALE, Conditioning, ControlApplication, ControlNetModel, Image
 
 MAX_SIZE = 16384
 
@@ -34,14 +34,19 @@ class SetConditioningArea(Node):
     """Apply a prompt only inside a rectangle (pixels, multiples of 8), weighted by strength."""
 
     conditioning: Conditioning = Input()
-    width: int = Input(64, ge=64, le=MAX_SIZE, multiple_of=8, step=8)
-    height: int = Input(64, ge=64, le=MAX_SIZE, multiple_of=8, step=8)
-    x: int = Input(0, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
-    y: int = Input(0, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
+    width: int = Input(64, ge=64, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
+    height: int = Input(64, ge=64, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
+    x: int = Input(0, ge=0, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
+    y: int = Input(0, ge=0, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
     strength: float = Input(1.0, ge=0.0, le=10.0, step=0.01)
 
     def run(self, ctx: RunContext) -> ConditioningOut:
-        area = (self.height // 8, self.width // 8, self.y // 8, self.x // 8)
+        area = (
+            self.height // LATENT_SCALE,
+            self.width // LATENT_SCALE,
+            self.y // LATENT_SCALE,
+            self.x // LATENT_SCALE,
+        )
         entries = [
             dataclasses.replace(e, area=area, strength=self.strength)
             for e in self.conditioning.entries()

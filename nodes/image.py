@@ -11,6 +11,7 @@ from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, Outputs, node
 from nodes.sd.values import Image, Mask
+from nodes.shared_outputs import ImageOut
 
 PREVIEW_FOLDER = "previews"
 Quantize = Literal["round", "truncate"]
@@ -53,7 +54,7 @@ def check_prefix(prefix: str, paths: Paths | None) -> str | None:
 def _check_output_path(output: Path, subfolder: Path) -> str | None:
     """A subfolder of the output folder that can be created: no file in the way, no link out."""
     folder = output
-    for part in (Path(), *subfolder.parts):
+    for part in (".", *subfolder.parts):  # "." keeps the output folder itself first
         folder = folder / part
         if folder.exists() and not folder.is_dir():
             return f"{folder} is a file, so images cannot be saved inside it"
@@ -69,10 +70,6 @@ def _check_output_path(output: Path, subfolder: Path) -> str | None:
 class ImageMaskOut(Outputs):
     image: Image
     mask: Mask
-
-
-class ImageOut(Outputs):
-    image: Image
 
 
 @node("LoadImage", category="image", volatile=True)

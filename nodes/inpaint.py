@@ -9,13 +9,10 @@ from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, Outputs, node
 from nodes.image import LoadImage, _input_images
-from nodes.sd.values import Image, Latent, Mask, VaeModel
+from nodes.sd.values import LATENT_SCALE, Image, Latent, Mask, VaeModel
+from nodes.shared_outputs import LatentOut
 
 CHANNELS = {"red": 0, "green": 1, "blue": 2}
-
-
-class LatentOut(Outputs):
-    latent: Latent
 
 
 class MaskOut(Outputs):
@@ -43,12 +40,12 @@ class VAEEncodeForInpaint(Node):
 
         pixels = self.image.pixels.clone()  # (B, H, W, 3)
         height, width = pixels.shape[1], pixels.shape[2]
-        if height < 8 or width < 8:
+        if height < LATENT_SCALE or width < LATENT_SCALE:
             raise NodeInputError("image", f"a {width}x{height} image is too small to encode")
         mask = self.mask.mask.reshape(-1, 1, *self.mask.mask.shape[-2:]).to(pixels.dtype)
         mask = F.interpolate(mask, size=(height, width), mode="bilinear")  # (B, 1, H, W)
-        crop_h, crop_w = height - height % 8, width - width % 8
-        top, left = (height % 8) // 2, (width % 8) // 2
+        crop_h, crop_w = height - height % LATENT_SCALE, width - width % LATENT_SCALE
+        top, left = (height % LATENT_SCALE) // 2, (width % LATENT_SCALE) // 2
         pixels = pixels[:, top : top + crop_h, left : left + crop_w]
         mask = mask[:, :, top : top + crop_h, left : left + crop_w].round()
         grown = mask

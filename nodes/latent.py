@@ -7,8 +7,9 @@ from typing import Any, Literal
 from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.limits import limits
-from engine.node import Input, Node, Outputs, node
-from nodes.sd.values import Latent, Mask
+from engine.node import Input, Node, node
+from nodes.sd.values import LATENT_CHANNELS, LATENT_SCALE, Latent, Mask
+from nodes.shared_outputs import LatentOut
 
 MAX_SIZE = 16384
 
@@ -33,19 +34,12 @@ def batch_problem(batch: int) -> str:
     )
 
 
-LATENT_CHANNELS = 4
-
-
-class LatentOut(Outputs):
-    latent: Latent
-
-
 @node("EmptyLatent", category="latent")
 class EmptyLatent(Node):
     """An all-zero latent batch for an image of the given size (txt2img starts here)."""
 
-    width: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=8, step=8)
-    height: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=8, step=8)
+    width: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
+    height: int = Input(512, ge=16, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
     batch_size: int = Input(1, ge=1, le=4096)
 
     @classmethod
@@ -60,12 +54,19 @@ class EmptyLatent(Node):
         return found
 
     def memory_estimate(self) -> tuple[str, int] | None:
-        return "cpu", self.batch_size * LATENT_CHANNELS * (self.height // 8) * (self.width // 8) * 4
+        return "cpu", self.batch_size * LATENT_CHANNELS * (self.height // LATENT_SCALE) * (
+            self.width // LATENT_SCALE
+        ) * 4
 
     def run(self, ctx: RunContext) -> LatentOut:
         import torch
 
-        shape = (self.batch_size, LATENT_CHANNELS, self.height // 8, self.width // 8)
+        shape = (
+            self.batch_size,
+            LATENT_CHANNELS,
+            self.height // LATENT_SCALE,
+            self.width // LATENT_SCALE,
+        )
         return LatentOut(latent=Latent(samples=torch.zeros(shape)))
 
 
@@ -92,8 +93,8 @@ class UpscaleLatent(Node):
 
     latent: Latent = Input()
     method: Literal["nearest-exact", "bilinear", "area", "bicubic"] = "nearest-exact"
-    width: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
-    height: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=8, step=8)
+    width: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
+    height: int = Input(1024, ge=0, le=MAX_SIZE, multiple_of=LATENT_SCALE, step=LATENT_SCALE)
 
     @classmethod
     def check_literals(cls, literals: dict[str, Any]) -> list[tuple[str, str]]:
@@ -107,9 +108,11 @@ class UpscaleLatent(Node):
         h, w = samples.shape[-2:]
         if self.width == 0 and self.height == 0:
             raise NodeInputError("width", "width and height cannot both be 0")
-        out_w = self.width // 8 or round(w * (self.height // 8) / h)
-        out_h = self.height // 8 or round(h * (self.width // 8) / w)
-        size = pixel_problem(out_w * 8, out_h * 8)  # one side may follow the latent's
+        out_w = self.width // LATENT_SCALE or round(w * (self.height // LATENT_SCALE) / h)
+        out_h = self.height // LATENT_SCALE or round(h * (self.width // LATENT_SCALE) / w)
+        size = pixel_problem(
+            out_w * LATENT_SCALE, out_h * LATENT_SCALE
+        )  # one side may follow the latent's
         if size is not None:
             raise NodeInputError("width", size)
         resized = F.interpolate(samples, size=(out_h, out_w), mode=self.method)

@@ -6,7 +6,7 @@ and fingerprinted by file size and modification time, so that replacing a file r
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
@@ -26,7 +26,7 @@ CHECKPOINT_PRECISION_HELP = (
 )
 
 
-def _choices(kind: str) -> object:
+def _choices(kind: str) -> Callable[[Paths], list[str]]:
     def list_files(paths: Paths) -> list[str]:
         from nodes.sd.model_files import list_models
 
@@ -61,7 +61,7 @@ class _ModelFileNode(Node):
     @contextmanager
     def _blamed_on_file(self) -> Iterator[None]:
         """A file that cannot be loaded is an error of the input that chose it."""
-        from nodes.sd.checkpoint import CheckpointError
+        from nodes.sd.loading.weight_files import CheckpointError
 
         try:
             yield
@@ -91,7 +91,7 @@ class LoadCheckpoint(_ModelFileNode):
     precision: CheckpointPrecision = Input("auto", tooltip=CHECKPOINT_PRECISION_HELP)
 
     def run(self, ctx: RunContext) -> CheckpointOut:
-        from nodes.sd.checkpoint import load_checkpoint
+        from nodes.sd.loading.single_file import load_checkpoint
         from nodes.sd.lowmem import store_in_fp16
 
         prediction = None if self.prediction == "auto" else self.prediction
@@ -135,7 +135,7 @@ class LoadVAE(_ModelFileNode):
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
 
     def run(self, ctx: RunContext) -> VaeOut:
-        from nodes.sd.checkpoint import load_vae
+        from nodes.sd.loading.vae_file import load_vae
 
         with self._blamed_on_file():
             return VaeOut(vae=load_vae(self._file(ctx.paths), dtype=_dtype(self.precision)))
@@ -154,7 +154,7 @@ class LoadControlNet(_ModelFileNode):
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
 
     def run(self, ctx: RunContext) -> ControlNetOut:
-        from nodes.sd.checkpoint import load_controlnet
+        from nodes.sd.loading.controlnet_file import load_controlnet
 
         with self._blamed_on_file():
             loaded = load_controlnet(self._file(ctx.paths), dtype=_dtype(self.precision))

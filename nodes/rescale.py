@@ -5,16 +5,9 @@ from __future__ import annotations
 from typing import Literal
 
 from engine.context import RunContext
-from engine.node import Input, Node, Outputs, node
+from engine.node import Input, Node, node
 from nodes.sd.values import Image, Latent
-
-
-class LatentOut(Outputs):
-    latent: Latent
-
-
-class ImageOut(Outputs):
-    image: Image
+from nodes.shared_outputs import ImageOut, LatentOut
 
 
 @node("UpscaleLatentBy", category="latent/transform")

@@ -7,8 +7,9 @@ from typing import Any, Literal, get_args
 
 from engine.context import RunContext
 from engine.errors import NodeInputError
-from engine.node import Input, Node, Outputs, node
+from engine.node import Input, Node, node
 from nodes.sd.values import Conditioning, Latent, UNetModel
+from nodes.shared_outputs import LatentOut
 
 # The names are spelled out here so that the catalog loads without torch; a test checks that
 # they match the sampling library.
@@ -23,6 +24,7 @@ SamplerName = Literal[
     "dpmpp_sde",
     "ddim",
     "uni_pc",
+    "uni_pc_bh2",
 ]
 SchedulerName = Literal["normal", "karras", "exponential", "sgm_uniform", "simple", "ddim_uniform"]
 Convention = Literal["latentgraph", "comfyui"]
@@ -53,10 +55,6 @@ def _schedule_problem(steps: Any, denoise: Any) -> str | None:
             f"{MAX_SCHEDULE_STEPS} steps; use denoise 0 or at least {max(lowest, MIN_DENOISE):.4g}"
         )
     return None
-
-
-class LatentOut(Outputs):
-    latent: Latent
 
 
 @node("Sample", category="sampling")

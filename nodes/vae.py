@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from engine.context import RunContext
 from engine.errors import NodeInputError
-from engine.node import Input, Node, Outputs, node
-from nodes.sd.values import Image, Latent, VaeModel
+from engine.node import Input, Node, node
+from nodes.sd.values import LATENT_SCALE, Image, Latent, VaeModel
+from nodes.shared_outputs import ImageOut, LatentOut
 
-
-class LatentOut(Outputs):
-    latent: Latent
-
-
-class ImageOut(Outputs):
-    image: Image
+if TYPE_CHECKING:
+    import torch
 
 
 @node("VAEEncode", category="latent")
@@ -48,7 +46,9 @@ class VAEDecode(Node):
 
         batch, _, h, w = self.latent.samples.shape
         itemsize = module_itemsize(self.vae.vae)
-        return device_name(self.vae.vae), vae_bytes(batch, h * 8, w * 8, itemsize)
+        return device_name(self.vae.vae), vae_bytes(
+            batch, h * LATENT_SCALE, w * LATENT_SCALE, itemsize
+        )
 
     def run(self, ctx: RunContext) -> ImageOut:
         from nodes.sd import vae
@@ -63,7 +63,14 @@ class VAEEncodeTiled(Node):
     vae: VaeModel = Input()
     image: Image = Input()
     tile_size: int = Input(512, ge=64, le=4096, multiple_of=64, step=64)
-    overlap: int = Input(64, ge=0, le=4096, multiple_of=8, step=8, tooltip="clamped to tile_size/4")
+    overlap: int = Input(
+        64,
+        ge=0,
+        le=4096,
+        multiple_of=LATENT_SCALE,
+        step=LATENT_SCALE,
+        tooltip="clamped to tile_size/4",
+    )
 
     def run(self, ctx: RunContext) -> LatentOut:
         from nodes.sd import vae
@@ -79,7 +86,14 @@ class VAEDecodeTiled(Node):
     vae: VaeModel = Input()
     latent: Latent = Input()
     tile_size: int = Input(512, ge=64, le=4096, multiple_of=64, step=64)
-    overlap: int = Input(64, ge=0, le=4096, multiple_of=8, step=8, tooltip="clamped to tile_size/4")
+    overlap: int = Input(
+        64,
+        ge=0,
+        le=4096,
+        multiple_of=LATENT_SCALE,
+        step=LATENT_SCALE,
+        tooltip="clamped to tile_size/4",
+    )
 
     def run(self, ctx: RunContext) -> ImageOut:
         from nodes.sd import vae
@@ -88,11 +102,13 @@ class VAEDecodeTiled(Node):
         return ImageOut(image=Image(pixels=pixels))
 
 
-def _crop8(image: Image) -> object:
+def _crop8(image: Image) -> torch.Tensor:
     """Pixels cropped (centred) to multiples of 8, which the VAE needs."""
     pixels = image.pixels  # (B, H, W, 3)
     height, width = pixels.shape[1], pixels.shape[2]
-    if height < 8 or width < 8:
+    if height < LATENT_SCALE or width < LATENT_SCALE:
         raise NodeInputError("image", f"a {width}x{height} image is too small to encode")
-    top, left = (height % 8) // 2, (width % 8) // 2
-    return pixels[:, top : top + height - height % 8, left : left + width - width % 8]
+    top, left = (height % LATENT_SCALE) // 2, (width % LATENT_SCALE) // 2
+    return pixels[
+        :, top : top + height - height % LATENT_SCALE, left : left + width - width % LATENT_SCALE
+    ]

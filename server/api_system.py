@@ -67,13 +67,6 @@ async def free_memory(request: web.Request) -> web.Response:
     return json_response(await asyncio.to_thread(release))
 
 
-async def openapi_json(request: web.Request) -> web.Response:
-    """GET /api/v1/openapi.json: the OpenAPI 3.1 description of this API."""
-    from server.openapi import openapi_document  # it reads the route table, which imports us
-
-    return web.json_response(openapi_document())
-
-
 async def websocket_doc(request: web.Request) -> web.Response:
     """GET /api/v1/docs/websocket: the websocket protocol, as Markdown."""
     try:

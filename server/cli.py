@@ -13,6 +13,7 @@ import sys
 from aiohttp import web
 
 from engine.config import Paths
+from nodes.sd.offline import stay_offline
 from server.settings import ServerSettings, is_loopback, token_problem
 
 TOKEN_ENV = "LATENTGRAPH_TOKEN"
@@ -49,6 +50,7 @@ log = logging.getLogger(__name__)
 
 def serve(args: argparse.Namespace, paths: Paths) -> int:
     """Serve the API on `args.host`:`args.port`; refuses a non-loopback address without a token."""
+    stay_offline()
     token = args.token or os.environ.get(TOKEN_ENV) or None
     origins = frozenset(o.strip() for o in os.environ.get(ORIGINS_ENV, "").split(",") if o.strip())
     if token is not None and (problem := token_problem(token)) is not None:

@@ -1,17 +1,12 @@
-"""The OpenAPI 3.1 description, generated from the route table and the pydantic models.
+"""The OpenAPI 3.1 description of a route table, generated from its entries and the pydantic models.
 
-`python -m server.openapi` rewrites docs/api/openapi.json; with `--check` it only reports (exit 1)
-whether the committed file is out of date.
+`server/routes.py` serves it for ROUTES; `python -m server.openapi_file` writes docs/api/openapi.json.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import sys
-from functools import lru_cache
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -19,10 +14,9 @@ from pydantic.json_schema import JsonSchemaMode
 
 from engine.graph import GraphFile
 from server.messages import ClientMessage, ServerMessage
-from server.routes import ROUTES, Body, Route
+from server.route_types import Body, Route
 from server.schemas import ErrorBody
 
-OPENAPI_FILE = Path(__file__).resolve().parent.parent / "docs" / "api" / "openapi.json"
 REF = "#/components/schemas/{model}"
 _ERROR_TEXT = {
     400: "Bad request: the body or query is malformed, or the graph is invalid.",
@@ -35,12 +29,11 @@ _ERROR_TEXT = {
 }
 
 
-@lru_cache(maxsize=1)
-def openapi_document() -> dict[str, Any]:
-    """The OpenAPI description of every route in ROUTES."""
-    components = _component_schemas()
+def openapi_document(routes: Sequence[Route]) -> dict[str, Any]:
+    """The OpenAPI description of every route in `routes`."""
+    components = _component_schemas(routes)
     paths: dict[str, dict[str, Any]] = {}
-    for route in ROUTES:
+    for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
     return {
         "openapi": "3.1.0",
@@ -54,7 +47,7 @@ def openapi_document() -> dict[str, Any]:
         },
         "servers": [{"url": "http://127.0.0.1:8188"}],
         "security": [{}, {"bearerAuth": []}],
-        "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in ROUTES)],
+        "tags": [{"name": t} for t in dict.fromkeys(r.tag for r in routes)],
         "paths": paths,
         "components": {
             "schemas": components,
@@ -69,9 +62,9 @@ def openapi_document() -> dict[str, Any]:
     }
 
 
-def _component_schemas() -> dict[str, Any]:
+def _component_schemas(routes: Sequence[Route]) -> dict[str, Any]:
     models: list[tuple[str, Any]] = [("GraphFile", GraphFile), ("ErrorBody", ErrorBody)]
-    for route in ROUTES:
+    for route in routes:
         if route.body is not None:
             models.append((route.body.__name__, route.body))
         for response in route.responses.values():
@@ -170,30 +163,3 @@ def _is_array(schema: dict[str, Any]) -> bool:
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
     return {"$ref": REF.format(model=model.__name__)}
-
-
-def render() -> str:
-    """The OpenAPI file's exact text."""
-    return json.dumps(openapi_document(), indent=2, sort_keys=False) + "\n"
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Write docs/api/openapi.json, or with --check, report whether it is current."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
-    args = parser.parse_args(argv)
-    text = render()
-    if args.check:
-        current = OPENAPI_FILE.read_text(encoding="utf-8") if OPENAPI_FILE.exists() else ""
-        if current != text:
-            print(f"{OPENAPI_FILE} is out of date; run python -m server.openapi", file=sys.stderr)
-            return 1
-        return 0
-    OPENAPI_FILE.parent.mkdir(parents=True, exist_ok=True)
-    OPENAPI_FILE.write_text(text, encoding="utf-8")
-    print(f"wrote {OPENAPI_FILE}")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -6,14 +6,14 @@ cannot drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from aiohttp.typedefs import Handler
-from pydantic import BaseModel
+from aiohttp import web
 
 from server import api_convert, api_editor, api_files, api_jobs, api_system, ws
+from server.openapi import openapi_document
+from server.route_types import Body, Route
 from server.schemas import (
     CancelResult,
     ConvertedGraphBody,
@@ -39,33 +39,15 @@ from server.schemas import (
 from server.settings import API_PREFIX as API
 
 
-@dataclass(frozen=True)
-class Body:
-    """A response body that is not one of our models: a file, a schema, Markdown."""
-
-    media_type: str
-    description: str
-    schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object"})
+@lru_cache(maxsize=1)
+def api_description() -> dict[str, Any]:
+    """The OpenAPI description of ROUTES, built on first use."""
+    return openapi_document(ROUTES)
 
 
-Response = type[BaseModel] | Body
-
-
-@dataclass(frozen=True)
-class Route:
-    """One HTTP route and its documentation."""
-
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    tag: str
-    responses: Mapping[int, Response]
-    body: type[BaseModel] | None = None
-    multipart: bool = False
-    query: type[BaseModel] | None = None
-    # Error statuses this route answers with an ErrorBody (401/403 apply to every route).
-    errors: tuple[int, ...] = ()
+async def openapi_json(request: web.Request) -> web.Response:
+    """GET /api/v1/openapi.json: the OpenAPI 3.1 description of this API."""
+    return web.json_response(api_description())
 
 
 _BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
@@ -224,7 +206,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         f"{API}/openapi.json",
-        api_system.openapi_json,
+        openapi_json,
         "This OpenAPI description.",
         "docs",
         {200: Body("application/json", "OpenAPI 3.1.")},

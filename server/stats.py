@@ -12,6 +12,8 @@ import platform
 import sys
 from types import ModuleType
 
+import psutil
+
 from engine.cache import OutputCache
 from server.schemas import CacheInfo, DeviceInfo, SystemStats
 
@@ -21,13 +23,14 @@ _PACKAGES = ("latentgraph", "aiohttp", "pydantic", "pillow", "torch", "diffusers
 def collect_stats(cache: OutputCache, queue: dict[str, int]) -> SystemStats:
     """Everything GET /api/v1/system reports; blocking, so call it off the event loop."""
     torch = _torch()
+    memory = psutil.virtual_memory()
     return SystemStats(
         versions={"python": platform.python_version(), **{p: _version(p) for p in _PACKAGES}},
         system={
             "os": platform.platform(),
             "cpu_count": os.cpu_count(),
-            "ram_total": _ram("MemTotal"),
-            "ram_available": _ram("MemAvailable"),
+            "ram_total": memory.total,
+            "ram_available": memory.available,
             "pid": os.getpid(),
         },
         devices=_devices(torch),
@@ -62,12 +65,13 @@ def _torch() -> ModuleType | None:
 
 
 def _devices(torch: ModuleType | None) -> list[DeviceInfo]:
+    memory = psutil.virtual_memory()
     devices = [
         DeviceInfo(
             name=platform.processor() or platform.machine(),
             type="cpu",
-            memory_total=_ram("MemTotal"),
-            memory_free=_ram("MemAvailable"),
+            memory_total=memory.total,
+            memory_free=memory.available,
         )
     ]
     if torch is None:
@@ -95,15 +99,3 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _ram(field: str) -> int | None:
-    """A /proc/meminfo field in bytes; None where there is no /proc (macOS, Windows)."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith(f"{field}:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Paths
 from engine.errors import ErrorCode, GraphError, GraphValidationError
@@ -11,6 +11,9 @@ from engine.registry import Registry
 from nodes.comfy.api_format import convert_api_prompt, is_api_prompt
 from nodes.comfy.png import read_png_workflow
 from nodes.comfy.workflow_format import convert_workflow, is_workflow, node_layout
+
+if TYPE_CHECKING:
+    from nodes.sd.model_files import ModelKind
 
 
 def _envelope_workflow(document: dict[str, Any]) -> Any:
@@ -30,7 +33,7 @@ def is_envelope(document: Any) -> bool:
     )
 
 
-MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet")
+MODEL_FOLDERS: tuple[ModelKind, ...] = ("checkpoints", "loras", "vae", "controlnet")
 
 
 class ComfyUIFormat:

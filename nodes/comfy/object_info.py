@@ -75,8 +75,8 @@ def _input_type(name: str, spec: InputSpec | None, paths: Paths | None) -> list[
     if name in _SWITCHES:
         return [_SWITCHES[name], {}]
     if name in _EXTRA_WIDGETS:
-        kind, options = _EXTRA_WIDGETS[name]
-        return [kind, dict(options)]
+        kind, widget = _EXTRA_WIDGETS[name]
+        return [kind, dict(widget)]
     if spec is None:
         return list(_OPTIONAL_SOCKETS.get(name, ["CLIP"] if name == "clip" else ["*"]))
     choices = spec.current_choices(paths)

@@ -19,10 +19,7 @@ import torch.nn.functional as F
 
 from nodes.sd.samplers import Denoiser
 from nodes.sd.schedules import DiscreteSchedule, discrete_schedule
-from nodes.sd.values import Conditioning, ControlApplication, UNetModel
-
-# Pixels per latent cell for every SD family's VAE; SDXL's size conditioning is in pixels.
-VAE_SCALE = 8
+from nodes.sd.values import LATENT_SCALE, Conditioning, ControlApplication, UNetModel
 
 
 @dataclass(frozen=True, eq=False)
@@ -148,7 +145,7 @@ class UNetDenoiser:
         batch = x.shape[0]
         if any(p.pooled is None for p in prompts):
             raise ValueError("this UNet is SDXL-style and needs pooled text embeddings")
-        height, width = x.shape[-2] * VAE_SCALE, x.shape[-1] * VAE_SCALE
+        height, width = x.shape[-2] * LATENT_SCALE, x.shape[-1] * LATENT_SCALE  # SDXL's are pixels
         time_ids = torch.tensor(
             [[height, width, 0, 0, height, width]], device=self.device, dtype=self.dtype
         )

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from nodes.sd.checkpoint import CheckpointError, read_state_dict
+from nodes.sd.loading.weight_files import CheckpointError, read_state_dict
 from nodes.sd.values import ClipModel, UNetModel
 
 if TYPE_CHECKING:

@@ -15,7 +15,6 @@ UNET_CHANNELS = 320
 UNET_LIVE_TENSORS = 12
 # The VAE decoder's last levels run at pixel resolution with 256 then 128 channels.
 VAE_PIXEL_CHANNELS = 768
-LATENT_CHANNELS = 4
 
 
 def module_itemsize(module: Any) -> int:

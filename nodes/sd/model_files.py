@@ -49,8 +49,8 @@ def list_models(
     `with_builtin` adds the package's built-in models (a name in both places is listed once).
     """
     if with_builtin:
-        names = set(list_models(kind, models_root)) | set(list_models(kind, BUILTIN_MODELS))
-        return sorted(names, key=str.lower)
+        merged = set(list_models(kind, models_root)) | set(list_models(kind, BUILTIN_MODELS))
+        return sorted(merged, key=str.lower)
     folder = model_folder(kind, models_root)
     if not folder.is_dir():
         return []

@@ -7,9 +7,7 @@ from collections.abc import Callable
 import torch
 
 from nodes.sd.residency import vae_device
-from nodes.sd.values import VaeModel
-
-LATENT_SCALE = 8  # SD VAEs downsample by 8
+from nodes.sd.values import LATENT_SCALE, VaeModel
 
 
 def decode(vae: VaeModel, samples: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,11 @@ if TYPE_CHECKING:
     import torch
 
 Family = Literal["sd1", "sd2", "sdxl"]
+
+# Pixels per latent cell, each way, for every SD family's VAE.
+LATENT_SCALE = 8
+# Channels of an SD1/SD2/SDXL latent.
+LATENT_CHANNELS = 4
 Prediction = Literal["epsilon", "v_prediction"]
 
 
@@ -81,6 +86,15 @@ class ControlNetModel:
 
     controlnet: Any  # diffusers.ControlNetModel
     name: str = ""
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The three models a Stable Diffusion checkpoint holds."""
+
+    unet: UNetModel
+    clip: ClipModel
+    vae: VaeModel
 
 
 @binds(TOKENS)

@@ -8,7 +8,7 @@ from PIL import Image as PILImage
 from engine.config import Paths
 from engine.executor import Executor
 from engine.registry import default_registry
-from tests.sd.tiny_models import TinyModels, build_tiny_models
+from nodes.sd.tiny_models import TinyModels, build_tiny_models
 
 
 @pytest.fixture(scope="session")

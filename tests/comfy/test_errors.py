@@ -132,7 +132,7 @@ def test_malformed_documents_are_errors_not_crashes(bad: Any) -> None:
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "latentgraph_cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,

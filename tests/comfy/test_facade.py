@@ -25,9 +25,9 @@ from typing import Any
 import pytest
 from PIL import Image as PILImage
 
+from nodes.sd.tiny_models import TinyModels
 from tests.comfy import workflows
 from tests.comfy.ws_client import WebSocket
-from tests.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +45,7 @@ def server(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) ->
     PILImage.new("RGBA", (64, 64), (10, 200, 30, 255)).save(root / "input" / "hint.png")
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(port),
          "--models", str(tiny_models.models_dir), "--input", str(root / "input"),
          "--output", str(root / "output")],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},

@@ -56,7 +56,7 @@ class Server:
 
     def start(self) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "engine.cli", "serve", "--port", str(self.port),
+            [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(self.port),
              "--models", str(self.models), "--input", str(self.input), "--output", str(self.output),
              *(["--token", self.token] if self.token else [])],
             cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
@@ -92,7 +92,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     sys.path.insert(0, str(ROOT / "examples"))
     from example_inputs import main as write_example_inputs
 
-    from tests.sd.tiny_models import build_tiny_models
+    from nodes.sd.tiny_models import build_tiny_models
 
     root = tmp_path_factory.mktemp("editor-e2e")
     build_tiny_models(root / "models")

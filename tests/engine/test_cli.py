@@ -20,7 +20,7 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         "LATENTGRAPH_NODE_MODULES": "tests.engine.testing_nodes",
     }
     return subprocess.run(
-        [sys.executable, "-m", "engine.cli", *args],
+        [sys.executable, "-m", "latentgraph_cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -142,7 +142,7 @@ def test_nodes_and_schema(tmp_path: Path) -> None:
 def test_help_imports_neither_torch_nor_pydantic(argv: list[str]) -> None:
     probe = (
         "import sys\n"
-        "from engine.cli import main\n"
+        "from latentgraph_cli.main import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "heavy = sorted(m for m in ('torch', 'pydantic', 'diffusers', 'networkx') if m in sys.modules)\n"
         "print(heavy)\n"

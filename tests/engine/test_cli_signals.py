@@ -26,7 +26,7 @@ def start(tmp_path: Path, document: dict, *args: str) -> subprocess.Popen[str]:
         "LATENTGRAPH_NODE_MODULES": "tests.engine.testing_nodes",
     }
     return subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "run", str(path), *args],
+        [sys.executable, "-m", "latentgraph_cli", "run", str(path), *args],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,

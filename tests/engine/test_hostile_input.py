@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import main
+from latentgraph_cli.main import main
 
 GRAPH = {
     "nodes": {

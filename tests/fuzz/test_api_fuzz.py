@@ -47,7 +47,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     with log.open("w") as sink:
         process = subprocess.Popen(
             [
-                *(sys.executable, "-m", "engine.cli", "serve", "--port", str(port)),
+                *(sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(port)),
                 *("--models", str(root / "models"), "--input", str(root / "input")),
                 *("--output", str(root / "output")),
             ],

@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.cli import main
 from engine.registry import default_registry
+from latentgraph_cli.main import main
 
 FUZZ = settings(
     max_examples=500,

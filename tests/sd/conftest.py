@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.sd.tiny_models import (
+from nodes.sd.tiny_models import (
     TinyFamilyModel,
     TinyModels,
     build_tiny_models,

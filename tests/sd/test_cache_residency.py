@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from engine.config import Paths
 from engine.executor import Executor
 from engine.registry import default_registry
-from tests.sd.tiny_models import TinyModels
+from nodes.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())

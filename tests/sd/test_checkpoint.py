@@ -12,21 +12,15 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from nodes.sd.checkpoint import (
-    METADATA_CONFIGS,
-    CheckpointError,
-    controlnet_config_from_weights,
-    detect_family,
-    detect_prediction_type,
-    load_checkpoint,
-    load_controlnet,
-    load_vae,
-    read_state_dict,
-    shipped_config,
-)
+from nodes.sd.loading.controlnet_file import controlnet_config_from_weights, load_controlnet
+from nodes.sd.loading.detection import detect_family, detect_prediction_type
+from nodes.sd.loading.model_configs import METADATA_CONFIGS, shipped_config
+from nodes.sd.loading.single_file import load_checkpoint
+from nodes.sd.loading.vae_file import load_vae
+from nodes.sd.loading.weight_files import CheckpointError, read_state_dict
 from nodes.sd.text_encoder import encode
+from nodes.sd.tiny_models import TinyFamilyModel, TinyModels
 from nodes.sd.tokenizer import tokenize
-from tests.sd.tiny_models import TinyFamilyModel, TinyModels
 
 
 def assert_same_weights(loaded: Any, reference: Any) -> None:

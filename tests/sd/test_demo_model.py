@@ -22,12 +22,13 @@ from engine.config import Paths
 from engine.executor import Executor
 from engine.registry import default_registry
 from nodes.sd import vae as vae_ops
-from nodes.sd.checkpoint import Checkpoint, load_checkpoint, load_controlnet
+from nodes.sd.loading.controlnet_file import load_controlnet
+from nodes.sd.loading.single_file import load_checkpoint
 from nodes.sd.model_files import BUILTIN_MODELS
 from nodes.sd.sample import sample
 from nodes.sd.text_encoder import encode
 from nodes.sd.tokenizer import tokenize
-from nodes.sd.values import Conditioning, ControlApplication, ControlNetModel, Latent
+from nodes.sd.values import Checkpoint, Conditioning, ControlApplication, ControlNetModel, Latent
 from tests.sd.shape_reader import Reading, colour_share, read
 from train import shapes
 

@@ -15,7 +15,7 @@ from engine.errors import GraphValidationError
 from engine.executor import Executor
 from engine.registry import default_registry
 from engine.validate import validate_graph
-from tests.sd.tiny_models import TinyModels
+from nodes.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())

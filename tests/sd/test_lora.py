@@ -9,11 +9,9 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from nodes.sd.checkpoint import CheckpointError
+from nodes.sd.loading.weight_files import CheckpointError
 from nodes.sd.lora import apply_lora, parse_lora
-from nodes.sd.tokenizer import clip_tokenizer
-from nodes.sd.values import ClipModel, UNetModel
-from tests.sd.tiny_models import (
+from nodes.sd.tiny_models import (
     DIFFUSERS_TEXT_TARGETS,
     DIFFUSERS_UNET_TARGETS,
     KOHYA_TEXT_TARGETS,
@@ -22,6 +20,8 @@ from tests.sd.tiny_models import (
     LORA_RANK,
     TinyModels,
 )
+from nodes.sd.tokenizer import clip_tokenizer
+from nodes.sd.values import ClipModel, UNetModel
 
 
 @pytest.fixture

@@ -13,12 +13,13 @@ import torch
 from engine.config import Paths
 from engine.executor import Executor
 from engine.registry import default_registry
-from nodes.sd.checkpoint import Checkpoint, load_checkpoint
+from nodes.sd.loading.single_file import load_checkpoint
 from nodes.sd.lowmem import store_in_fp16
 from nodes.sd.text_encoder import encode
+from nodes.sd.tiny_models import TinyModels
 from nodes.sd.tokenizer import tokenize
 from nodes.sd.vae import decode
-from tests.sd.tiny_models import TinyModels
+from nodes.sd.values import Checkpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

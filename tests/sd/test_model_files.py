@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nodes.sd.model_files import ModelNotFoundError, list_models, model_folder, resolve_model
-from tests.sd.tiny_models import TinyModels
+from nodes.sd.tiny_models import TinyModels
 
 
 def test_lists_the_tiny_models_folder(tiny_models: TinyModels) -> None:

@@ -16,8 +16,8 @@ from PIL import Image as PILImage
 from engine.config import Paths
 from engine.executor import Executor
 from engine.registry import default_registry
+from nodes.sd.tiny_models import TinyModels
 from nodes.sd.values import Image, Latent
-from tests.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
@@ -325,7 +325,7 @@ def test_cli_run_with_seed_override_writes_a_png(tiny_models: TinyModels, tmp_pa
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "run",
             str(graph),
             "--set",

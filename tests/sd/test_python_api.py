@@ -26,9 +26,9 @@ from nodes.image import SaveImage
 from nodes.latent import EmptyLatent
 from nodes.loaders import LoadCheckpoint
 from nodes.sampling import Sample
+from nodes.sd.tiny_models import TinyModels
 from nodes.text import EncodeText
 from nodes.vae import VAEDecode
-from tests.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())

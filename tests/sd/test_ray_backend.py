@@ -30,8 +30,8 @@ ray = pytest.importorskip(
 )
 
 from engine.registry import default_registry  # noqa: E402
+from nodes.sd.tiny_models import TinyModels  # noqa: E402
 from server.backends.ray_backend import RayBackend, RayOptions  # noqa: E402
-from tests.sd.tiny_models import TinyModels  # noqa: E402
 from tests.server.harness import RunningServer, start_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.sd.tiny_models import TinyModels
+from nodes.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = 3
@@ -34,7 +34,7 @@ def served(tiny_models: TinyModels, tmp_path: Path) -> Iterator[tuple[str, Path]
     port = free_port()
     output = tmp_path / "output"
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(port),
          "--models", str(tiny_models.models_dir), "--input", str(tmp_path / "input"),
          "--output", str(output)],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},

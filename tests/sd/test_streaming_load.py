@@ -16,9 +16,11 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch.overrides import TorchFunctionMode
 
-import nodes.sd.streaming as streaming
-from nodes.sd.checkpoint import METADATA_CONFIGS, CheckpointError, load_checkpoint
-from tests.sd.tiny_models import TinyModels
+import nodes.sd.loading.streaming as streaming
+from nodes.sd.loading.model_configs import METADATA_CONFIGS
+from nodes.sd.loading.single_file import load_checkpoint
+from nodes.sd.loading.weight_files import CheckpointError
+from nodes.sd.tiny_models import TinyModels
 
 
 class _MallInfo2(ctypes.Structure):

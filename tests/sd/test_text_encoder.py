@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from nodes.sd.text_encoder import encode
+from nodes.sd.tiny_models import TINY_CLIP, TinyModels
 from nodes.sd.tokenizer import clip_tokenizer, tokenize
 from nodes.sd.values import ClipModel
-from tests.sd.tiny_models import TINY_CLIP, TinyModels
 
 
 @pytest.fixture(scope="module")

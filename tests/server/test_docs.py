@@ -11,8 +11,8 @@ import aiohttp
 
 from server.comfy.routes import comfy_paths
 from server.messages import ClientMessage, ServerMessage
-from server.openapi import OPENAPI_FILE, openapi_document, render
-from server.routes import ROUTES
+from server.openapi_file import OPENAPI_FILE, render
+from server.routes import ROUTES, api_description
 from tests.server.harness import RunningServer
 
 WEBSOCKET_DOC = OPENAPI_FILE.parent / "websocket.md"
@@ -31,12 +31,12 @@ def message_types(union: Any) -> set[str]:
 
 def test_committed_openapi_file_is_current() -> None:
     assert OPENAPI_FILE.read_text(encoding="utf-8") == render(), (
-        "docs/api/openapi.json is out of date: run `python -m server.openapi`"
+        "docs/api/openapi.json is out of date: run `python -m server.openapi_file`"
     )
 
 
 def test_openapi_describes_every_route_and_every_reference_resolves() -> None:
-    document = openapi_document()
+    document = api_description()
     assert document["openapi"] == "3.1.0"
     described = {(m.upper(), p) for p, ops in document["paths"].items() for m in ops}
     assert described == {(r.method, r.path) for r in ROUTES}

@@ -118,7 +118,7 @@ def test_a_job_running_when_the_process_is_killed_is_marked_failed(
         [
             sys.executable,
             "-m",
-            "engine.cli",
+            "latentgraph_cli",
             "serve",
             "--port",
             "0",

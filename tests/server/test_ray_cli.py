@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.cli import _parser
 from engine.config import Paths
+from latentgraph_cli.main import _parser
 from server.cli import serve
 
 

@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from nodes.sd.offline import stay_offline
+
 EXIT_OK, EXIT_RUN_FAILED, EXIT_INVALID = 0, 1, 2
 
 
@@ -20,6 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the `latentgraph` console script."""
     # Until `run` installs its own handlers, SIGTERM stops the command as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    stay_offline()  # before any command imports diffusers or transformers
     args: argparse.Namespace | None = None
     try:
         args = _parser().parse_args(argv)
@@ -428,7 +431,3 @@ def _serve(args: argparse.Namespace) -> int:
     from server.cli import serve
 
     return serve(args, _paths(args))
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

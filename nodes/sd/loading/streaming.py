@@ -69,7 +69,7 @@ class SafetensorsSource(TensorSource):
     def __init__(self, path: str | Path) -> None:
         from safetensors import safe_open
 
-        self._handle = safe_open(str(path), framework="pt", device="cpu", backend="pread")
+        self._handle: Any = safe_open(str(path), framework="pt", device="cpu", backend="pread")
         self.metadata = {str(k): str(v) for k, v in (self._handle.metadata() or {}).items()}
         self._order = list(self._handle.offset_keys())
         self._meta: dict[str, torch.Tensor] = {}
