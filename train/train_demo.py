@@ -405,8 +405,8 @@ def export(
     """The checkpoint (LDM single file) and the ControlNet (`control_model.*`), fp16."""
     from safetensors.torch import save_file
 
-    # The diffusers -> LDM key mapping the tests' tiny models use (written independently of diffusers).
-    from tests.sd.tiny_models import clip_to_ldm, controlnet_to_ldm, unet_to_ldm, vae_to_ldm
+    # The diffusers -> LDM key mapping the tiny models use (written independently of diffusers).
+    from nodes.sd.ldm_keys import clip_to_ldm, controlnet_to_ldm, unet_to_ldm, vae_to_ldm
 
     configs = {
         "family": "sd1",
