@@ -21,7 +21,8 @@ export function groupOfFlowId(flowId: string): string | null {
   return flowId.startsWith(FLOW_PREFIX) ? flowId.slice(FLOW_PREFIX.length) : null;
 }
 
-/** Groups as canvas nodes: under the graph's nodes, never selected, dragged by their title bar. */
+/** Groups as canvas nodes: drawn before (under) the graph's nodes but over the links, so that
+ * their title bar and resize handles stay reachable; never selected, dragged by the title bar. */
 export function groupFlowNodes(groups: Group[]): GroupFlowNode[] {
   return groups.map((group) => ({
     id: groupFlowId(group.id),
@@ -29,12 +30,13 @@ export function groupFlowNodes(groups: Group[]): GroupFlowNode[] {
     position: { x: group.bounding[0], y: group.bounding[1] },
     width: group.bounding[2],
     height: group.bounding[3],
+    // The resizer starts from the measured size; a group's size is always known, so say it.
+    measured: { width: group.bounding[2], height: group.bounding[3] },
     data: { group },
     selectable: false,
     deletable: false,
     connectable: false,
     dragHandle: ".group-grip",
-    zIndex: -1,
   }));
 }
 
