@@ -16,8 +16,16 @@ from server.errors import ApiError
 from server.payloads import json_response
 
 EDITOR_DIR = Path(__file__).resolve().parent / "static" / "editor"
-# The example graphs ship next to the package in a checkout, like docs/api/websocket.md.
-GRAPHS_DIR = Path(__file__).resolve().parent.parent / "graphs"
+
+
+def _graphs_dir() -> Path:
+    """Where the example graphs are: the wheel's copy (setup.py puts it in the package), else
+    graphs/ of the checkout this package runs from (an editable install has no copy)."""
+    packaged = Path(__file__).resolve().parent / "example_graphs"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "graphs"
+
+
+GRAPHS_DIR = _graphs_dir()
 _GRAPH_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ASSET_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 _ASSET_TYPES = {

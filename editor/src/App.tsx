@@ -6,24 +6,27 @@ import {
   ReactFlow,
   ReactFlowProvider,
   useReactFlow,
-  ViewportPortal,
   type FinalConnectionState,
   type IsValidConnection,
+  type Node,
+  type NodeChange,
   type XYPosition,
 } from "@xyflow/react";
-import { useCallback, useEffect, useRef, useState, type DragEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, type DragEvent } from "react";
 import type { GraphDoc } from "./api/types";
 import { GraphNode } from "./components/GraphNode";
+import { GroupBox } from "./components/GroupBox";
 import { DRAG_TYPE, Palette } from "./components/Palette";
 import { SearchPopup, type SearchRequest } from "./components/SearchPopup";
 import { SidePanel } from "./components/SidePanel";
 import { Toolbar } from "./components/Toolbar";
+import { groupFlowNodes, groupOfFlowId } from "./graph/groups";
 import type { GraphNode as GraphNodeModel } from "./graph/model";
 import { accepts, connectionProblem, typesAccepting } from "./graph/rules";
 import { downloadDoc, interruptShown, openFile, runGraph } from "./state/controller";
 import { useEditor } from "./state/store";
 
-const nodeTypes = { graph: GraphNode };
+const nodeTypes = { graph: GraphNode, groupBox: GroupBox };
 
 function editable(target: EventTarget | null): boolean {
   const el = target as HTMLElement | null;
@@ -48,6 +51,8 @@ function Canvas() {
   const flow = useReactFlow();
   const [search, setSearch] = useState<SearchRequest | null>(null);
   const wrapper = useRef<HTMLDivElement>(null);
+  // Groups are drawn as canvas nodes under the graph's nodes (graph/groups.ts).
+  const flowNodes = useMemo<Node[]>(() => [...groupFlowNodes(s.groups), ...s.nodes], [s.groups, s.nodes]);
 
   const isValidConnection: IsValidConnection = useCallback(
     (c) => !!s.catalog && connectionProblem(s.catalog, s.nodes, s.edges, { ...c, sourceHandle: c.sourceHandle ?? null, targetHandle: c.targetHandle ?? null }) === null,
@@ -178,14 +183,29 @@ function Canvas() {
       <Palette onPick={(type) => add(type)} />
       <div className="canvas" ref={wrapper} onDragOver={(e) => e.preventDefault()} onDrop={onDrop}>
         <ReactFlow
-          nodes={s.nodes}
+          nodes={flowNodes}
           edges={s.edges}
           nodeTypes={nodeTypes}
-          onNodesChange={s.onNodesChange}
+          onNodesChange={(changes: NodeChange[]) => s.onNodesChange(changes as NodeChange<GraphNodeModel>[])}
           onEdgesChange={s.onEdgesChange}
           onConnect={(c) => s.connect(c)}
           onConnectEnd={onConnectEnd}
-          onNodeDragStart={() => s.checkpoint()}
+          onNodeDragStart={(_, node) => {
+            const group = groupOfFlowId(node.id);
+            if (group) s.startGroupDrag(group);
+            else s.checkpoint();
+          }}
+          onNodeDrag={(_, node) => {
+            const group = groupOfFlowId(node.id);
+            if (group) s.dragGroup(group, node.position);
+          }}
+          onNodeDragStop={(_, node) => {
+            const group = groupOfFlowId(node.id);
+            if (group) {
+              s.dragGroup(group, node.position);
+              s.endGroupDrag();
+            }
+          }}
           isValidConnection={isValidConnection}
           onDoubleClick={(e) => {
             if (!(e.target as HTMLElement).classList.contains("react-flow__pane")) return;
@@ -202,16 +222,7 @@ function Canvas() {
         >
           <Background />
           <Controls />
-          <MiniMap pannable zoomable />
-          <ViewportPortal>
-            {s.groups.map((g) => (
-              <div key={g.id} className="group-box" data-group={g.title}
-                style={{ transform: `translate(${g.bounding[0]}px, ${g.bounding[1]}px)`, width: g.bounding[2], height: g.bounding[3] }}>
-                <input className="group-title nodrag" value={g.title} onChange={(e) => s.updateGroup(g.id, { title: e.target.value })} />
-                <button className="group-remove" title="remove group" onClick={() => s.removeGroup(g.id)}>×</button>
-              </div>
-            ))}
-          </ViewportPortal>
+          <MiniMap pannable zoomable nodeClassName={(n) => (n.type === "groupBox" ? "minimap-group" : "")} />
         </ReactFlow>
         {search && <SearchPopup request={search} onPick={pick} onClose={() => setSearch(null)} />}
       </div>
@@ -224,6 +235,7 @@ export function App() {
   const notice = useEditor((s) => s.notice);
   const setNotice = useEditor((s) => s.setNotice);
   const validation = useEditor((s) => s.validation);
+  const details = useEditor((s) => s.noticeDetails);
   return (
     <ReactFlowProvider>
       <Toolbar onRun={runGraph} onInterrupt={interruptShown} />
@@ -231,6 +243,7 @@ export function App() {
       {(notice || validation.length > 0) && (
         <div className="notice" role="status" data-notice>
           <span>{notice}</span>
+          {details.length > 0 && <ul data-notice-details>{details.map((d, i) => <li key={i}>{d}</li>)}</ul>}
           {validation.length > 0 && (
             <ul>{validation.map((e, i) => <li key={i}>{e.node_id ? `${e.node_id}${e.input ? `.${e.input}` : ""}: ` : ""}{e.message}</li>)}</ul>
           )}

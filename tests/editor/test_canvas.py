@@ -122,3 +122,68 @@ def test_groups_are_kept_in_the_editor_layer(page: Any) -> None:
     page.wait_for_selector("body[data-ready=true] .react-flow__node")
     assert doc(page)["editor"]["groups"] == groups
     assert page.locator('[data-group="Prompts"]').count() == 1
+
+
+def test_groups_resize_move_with_their_nodes_and_undo(page: Any) -> None:
+    """A group's edge resizes it; dragged by its title bar it carries the nodes inside it; both
+    are saved in the editor layer and each is one undo step."""
+    open_example(page, "txt2img")
+    node(page, "positive").locator(".lg-header").click()
+    page.keyboard.press("Control+g")
+    group = page.locator('[data-group="Group"]')
+    group.wait_for()
+    zoom = page.evaluate("() => document.querySelector('.react-flow__viewport').style.transform")
+    scale = float(zoom.split("scale(")[1].rstrip(")"))
+    start = doc(page)
+    (box,) = start["editor"]["groups"]
+
+    # Widen it by its bottom-right handle, 80 screen pixels to the right.
+    right = group.locator(".react-flow__resize-control.handle.bottom.right").bounding_box()
+    x0, y0 = right["x"] + right["width"] / 2, right["y"] + right["height"] / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 2, y0)
+    page.mouse.move(x0 + 80, y0, steps=6)
+    page.mouse.up()
+    resized = doc(page)
+    (wide,) = resized["editor"]["groups"]
+    assert wide["bounding"][:2] == box["bounding"][:2] and wide["bounding"][3] == box["bounding"][3]
+    assert abs(wide["bounding"][2] - box["bounding"][2] - 80 / scale) < 4, (wide, box, scale)
+    assert resized["editor"]["nodes"] == start["editor"]["nodes"]
+
+    # Drag the group's grip by (200, 100) screen pixels (React Flow starts a drag after the
+    # first small move, which it does not count).
+    grip = group.locator(".group-grip").bounding_box()
+    x0, y0 = grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x0 + 2, y0 + 1)
+    page.mouse.move(x0 + 200, y0 + 100, steps=8)
+    page.mouse.up()
+    moved = doc(page)
+    (after,) = moved["editor"]["groups"]
+    dx = after["bounding"][0] - wide["bounding"][0]
+    dy = after["bounding"][1] - wide["bounding"][1]
+    assert abs(dx - 200 / scale) < 4 and abs(dy - 100 / scale) < 4, (dx, dy, scale)
+    assert after["bounding"][2:] == wide["bounding"][2:]
+    for node_id, entry in start["editor"]["nodes"].items():
+        x, y = entry["position"]
+        nx, ny = moved["editor"]["nodes"][node_id]["position"]
+        if node_id == "positive":  # inside the group: moved with it, exactly as far
+            assert abs(nx - x - dx) < 0.11 and abs(ny - y - dy) < 0.11
+        else:
+            assert (nx, ny) == (x, y), node_id
+
+    # Undo: first the move (group and node together), then the resize; redo brings both back.
+    page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
+    page.keyboard.press("Control+z")
+    assert doc(page) == resized
+    page.keyboard.press("Control+z")
+    assert doc(page) == start
+    page.keyboard.press("Control+Shift+z")
+    page.keyboard.press("Control+Shift+z")
+    assert doc(page) == moved
+
+    # What is on the screen follows the state: the group's box is drawn at its saved size.
+    shown = group.bounding_box()
+    assert abs(shown["width"] - after["bounding"][2] * scale) < 3

@@ -1,5 +1,6 @@
 // HTTP calls to the public API, with the bearer token a person gave this tab (kept in sessionStorage).
 import type {
+  ConvertedGraphBody,
   ErrorBody,
   ExampleGraphList,
   GraphDoc,
@@ -65,6 +66,8 @@ export const api = {
   catalog: () => call<NodeCatalog>("GET", "/api/v1/nodes"),
   examples: () => call<ExampleGraphList>("GET", "/api/v1/graphs"),
   example: (name: string) => call<GraphDoc>("GET", `/api/v1/graphs/${encodeURIComponent(name)}`),
+  /** A workflow in another format (ComfyUI's) as our graph, positions in its editor layer. */
+  convert: (document: unknown) => call<ConvertedGraphBody>("POST", "/api/v1/graphs/convert", { document }),
   submit: (graph: GraphDoc, clientId: string) => call<JobCreated>("POST", "/api/v1/jobs", { graph, client_id: clientId }),
   job: (id: string) => call<JobDetail>("GET", `/api/v1/jobs/${id}`),
   jobs: () => call<JobPage>("GET", "/api/v1/jobs?limit=50"),

@@ -17,6 +17,7 @@ export type JobError = S["JobError"];
 export type ErrorBody = S["ErrorBody"];
 export type UploadedImage = S["UploadedImage"];
 export type ExampleGraphList = S["ExampleGraphList"];
+export type ConvertedGraphBody = S["ConvertedGraphBody"];
 export type ServerMessage = S["ServerMessage"];
 export type JobMessage = Extract<ServerMessage, { data: { seq: number } }>;
 

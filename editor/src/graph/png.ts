@@ -1,4 +1,4 @@
-// Reads the graph a PNG written by Latentgraph carries in its text chunks. Written by hand: PNG
+// Reads the text chunks of a PNG (the graph Latentgraph or ComfyUI wrote into it). Written by hand: PNG
 // tEXt/iTXt parsing is ~30 lines and no small, maintained browser package does only this.
 export const GRAPH_CHUNK = "latentgraph.graph";
 const SIGNATURE = [137, 80, 78, 71, 13, 10, 26, 10];
@@ -29,11 +29,4 @@ export function pngTextChunks(bytes: Uint8Array): Record<string, string> {
     at += 12 + length;
   }
   return found;
-}
-
-/** The graph document inside a Latentgraph PNG; throws with a reason a person can act on. */
-export function graphFromPng(bytes: Uint8Array): unknown {
-  const text = pngTextChunks(bytes)[GRAPH_CHUNK];
-  if (text === undefined) throw new Error("this PNG carries no Latentgraph graph");
-  return JSON.parse(text);
 }

@@ -1,8 +1,8 @@
 // Wires the store to the server: submitting runs, following them over the socket, persistence.
 import { api, ApiFailure } from "../api/http";
 import { JobSocket } from "../api/socket";
-import type { GraphDoc } from "../api/types";
-import { graphFromPng } from "../graph/png";
+import type { GraphDoc, GraphError } from "../api/types";
+import { readGraphFile } from "../graph/files";
 import { useEditor } from "./store";
 
 const CLIENT_KEY = "latentgraph.client";
@@ -63,18 +63,32 @@ export async function interruptShown(): Promise<void> {
   if (shownJob) await api.cancel(shownJob).catch((e) => useEditor.getState().setNotice(String(e.message ?? e)));
 }
 
-/** Open a dropped or chosen file: a graph JSON, or a PNG that Latentgraph wrote. */
+/** Open a dropped or chosen file: a graph JSON or a PNG that Latentgraph wrote, or a ComfyUI
+ * workflow (API or editor JSON, or a PNG ComfyUI wrote), which the server converts. */
 export async function openFile(file: File): Promise<void> {
   const s = useEditor.getState();
   try {
-    const bytes = new Uint8Array(await file.arrayBuffer());
-    const doc = (file.type === "image/png" || file.name.toLowerCase().endsWith(".png") ? graphFromPng(bytes) : JSON.parse(new TextDecoder().decode(bytes))) as GraphDoc;
-    if (!doc || typeof doc !== "object" || typeof doc.nodes !== "object") throw new Error("not a graph document");
+    const content = readGraphFile(file.name, file.type, new Uint8Array(await file.arrayBuffer()));
+    let doc: GraphDoc;
+    let how = "";
+    if (content.kind === "graph") doc = content.doc;
+    else {
+      const converted = await api.convert(content.document);
+      doc = converted.graph as unknown as GraphDoc;
+      how = ` (converted from ${converted.format})`;
+    }
     s.loadDoc(doc, file.name.replace(/\.(json|png)$/i, ""));
-    s.setNotice(`Opened ${file.name}`);
+    s.setNotice(`Opened ${file.name}${how}`);
   } catch (e) {
-    s.setNotice(`Could not open ${file.name}: ${e instanceof Error ? e.message : String(e)}`);
+    const errors = e instanceof ApiFailure ? e.errors.map(describeError) : [];
+    s.setNotice(`Could not open ${file.name}: ${e instanceof Error ? e.message : String(e)}`, errors);
   }
+}
+
+/** One conversion error as a line: where it is in the file (the ComfyUI node id), then why. */
+export function describeError(e: GraphError): string {
+  const where = e.node_id ? `node ${e.node_id}${e.input ? `, input ${e.input}` : ""}: ` : "";
+  return `${where}${e.message}`;
 }
 
 export async function openExample(name: string): Promise<void> {

@@ -3,6 +3,7 @@ import { applyEdgeChanges, applyNodeChanges, type EdgeChange, type NodeChange, t
 import { create } from "zustand";
 import type { GraphDoc, GraphError, JobMessage, NodeCatalog } from "../api/types";
 import { defaultValues, docToState, freshId, makeEdge, pasteState, stateToDoc } from "../graph/convert";
+import { groupOfFlowId, moveGroup, nodesInGroup, resizeGroup } from "../graph/groups";
 import { EMPTY_HISTORY, record, redo, undo, type History } from "../graph/history";
 import { autoLayout } from "../graph/layout";
 import { EMPTY_STATE, type GraphEdge, type GraphNode, type GraphState, type Group, type NodeData } from "../graph/model";
@@ -16,6 +17,8 @@ export interface Editor extends GraphState {
   name: string;
   /** A short message for the person: why a link was refused, what was loaded. */
   notice: string | null;
+  /** Lines under the notice: each error of a file that could not be opened, say. */
+  noticeDetails: string[];
   /** The 400's validation errors of the last submission. */
   validation: GraphError[];
   /** Runs by job id, and the one drawn on the canvas. */
@@ -41,11 +44,18 @@ export interface Editor extends GraphState {
   addGroup(title: string): void;
   updateGroup(id: string, patch: Partial<Group>): void;
   removeGroup(id: string): void;
+  /** A group's drag begins: one undo step, and the nodes inside it at this moment move with it. */
+  startGroupDrag(id: string): void;
+  /** The dragged group's new top-left corner (its nodes follow). */
+  dragGroup(id: string, to: XYPosition): void;
+  endGroupDrag(): void;
+  /** A group's new box while it is resized (the resize's start is one undo step: `checkpoint`). */
+  resizeGroupTo(id: string, box: { x: number; y: number; width: number; height: number }): void;
   undo(): void;
   redo(): void;
   doc(): GraphDoc;
   selectedDoc(): GraphDoc | null;
-  setNotice(notice: string | null): void;
+  setNotice(notice: string | null, details?: string[]): void;
   setValidation(errors: GraphError[]): void;
   startJob(jobId: string): void;
   applyJob(message: JobMessage): void;
@@ -62,6 +72,8 @@ function graphOf(s: GraphState): GraphState {
 export const useEditor = create<Editor>()((set, get) => {
   // Edits within one task (a Delete removes nodes and then their edges) are one undo step.
   let batching = false;
+  // The group being dragged and the nodes it carries (fixed when the drag starts).
+  let groupDrag: { id: string; members: string[] } | null = null;
   /** Apply an edit, recording the state before it for undo. */
   const edit = (change: (s: Editor) => Partial<Editor>) => {
     const first = !batching;
@@ -78,6 +90,7 @@ export const useEditor = create<Editor>()((set, get) => {
     history: EMPTY_HISTORY,
     name: "untitled",
     notice: null,
+    noticeDetails: [],
     validation: [],
     runs: {},
     shownJob: null,
@@ -87,7 +100,11 @@ export const useEditor = create<Editor>()((set, get) => {
 
     setCatalog: (catalog) => set({ catalog }),
 
-    onNodesChange: (changes) => {
+    onNodesChange: (all) => {
+      // Groups are canvas nodes too (graph/groups.ts): their moves arrive through onNodeDrag and
+      // their sizes through the resizer, so their changes are not applied here.
+      const changes = all.filter((c) => !("id" in c) || groupOfFlowId(c.id) === null);
+      if (!changes.length) return;
       const structural = changes.some((c) => c.type === "remove" || c.type === "add");
       if (structural) {
         const removed = new Set(changes.flatMap((c) => (c.type === "remove" ? [c.id] : [])));
@@ -174,7 +191,7 @@ export const useEditor = create<Editor>()((set, get) => {
       const { catalog } = get();
       if (!catalog) return;
       const state = docToState(doc, catalog);
-      edit(() => ({ ...state, name, shownJob: null, previews: {}, notice: null }));
+      edit(() => ({ ...state, name, shownJob: null, previews: {}, notice: null, noticeDetails: [] }));
     },
 
     paste: (doc, offset) => {
@@ -208,6 +225,26 @@ export const useEditor = create<Editor>()((set, get) => {
     updateGroup: (id, patch) => edit((s) => ({ groups: s.groups.map((g) => (g.id === id ? { ...g, ...patch } : g)) })),
     removeGroup: (id) => edit((s) => ({ groups: s.groups.filter((g) => g.id !== id) })),
 
+    startGroupDrag: (id) => {
+      const s = get();
+      const group = s.groups.find((g) => g.id === id);
+      if (!group) return;
+      groupDrag = { id, members: nodesInGroup(group, s.nodes) };
+      s.checkpoint();
+    },
+
+    dragGroup: (id, to) => {
+      if (groupDrag?.id !== id) return;
+      const members = groupDrag.members;
+      set((s) => moveGroup(graphOf(s), id, to, members));
+    },
+
+    endGroupDrag: () => {
+      groupDrag = null;
+    },
+
+    resizeGroupTo: (id, box) => set((s) => ({ groups: resizeGroup(s.groups, id, box) })),
+
     undo: () => {
       const s = get();
       const result = undo(s.history, graphOf(s));
@@ -232,7 +269,7 @@ export const useEditor = create<Editor>()((set, get) => {
       );
     },
 
-    setNotice: (notice) => set({ notice }),
+    setNotice: (notice, details = []) => set({ notice, noticeDetails: details }),
     setValidation: (validation) => set({ validation }),
 
     startJob: (jobId) =>
