@@ -20,7 +20,16 @@ from engine.errors import ErrorCode
 CONTROL = "<control after generate>"
 # Marks LoadImage's upload button, whose value ("image") trails the file name.
 UPLOAD = "<upload>"
-CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize", True, False})
+CONTROL_VALUES = frozenset({"fixed", "increment", "decrement", "randomize"})
+
+
+def is_control_value(value: object) -> bool:
+    """Whether a `widgets_values` entry is a seed's hidden control value (older files: a bool).
+
+    Compared by type as well: a step count of 1 equals `True` in Python but is no control value.
+    """
+    return isinstance(value, bool) or (isinstance(value, str) and value in CONTROL_VALUES)
+
 
 # Editor-only node types: they never run, the converter resolves them away.
 REROUTE = "Reroute"
@@ -105,9 +114,10 @@ def scheduler_name(value: Any) -> Any:
 
 def _switch(on: str, off: str) -> Callable[[Any], Any]:
     def translate(value: Any) -> Any:
-        if value in (on, True):
+        # `is`, not `in`: 1 and 0 equal True and False in Python but are no switch values.
+        if value == on or value is True:
             return True
-        if value in (off, False):
+        if value == off or value is False:
             return False
         raise ValueProblem(f"{value!r} is not one of [{on!r}, {off!r}]")
 

@@ -16,7 +16,15 @@ from engine.errors import ErrorCode, GraphError, GraphValidationError
 from engine.formats import ConvertedGraph
 from engine.registry import Registry
 from nodes.comfy.api_format import convert_api_prompt
-from nodes.comfy.mapping import CLASSES, CONTROL, CONTROL_VALUES, NOTES, PRIMITIVE, REROUTE, UPLOAD
+from nodes.comfy.mapping import (
+    CLASSES,
+    CONTROL,
+    NOTES,
+    PRIMITIVE,
+    REROUTE,
+    UPLOAD,
+    is_control_value,
+)
 from nodes.comfy.subgraphs import flatten_subgraphs
 
 MODE_MUTED, MODE_BYPASS = 2, 4
@@ -130,7 +138,7 @@ def _node_inputs(
     position = 0
     for name in mapping.widgets:
         if name == CONTROL:
-            if position < len(values) and values[position] in CONTROL_VALUES:
+            if position < len(values) and is_control_value(values[position]):
                 position += 1
             continue
         if name == UPLOAD:

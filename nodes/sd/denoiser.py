@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from nodes.sd.areas import Crop, area_weight, crop_for, with_opposite_areas, with_uncond_controls
 from nodes.sd.samplers import Denoiser
 from nodes.sd.schedules import DiscreteSchedule, discrete_schedule
 from nodes.sd.values import LATENT_SCALE, Conditioning, ControlApplication, UNetModel
@@ -101,9 +102,17 @@ class UNetDenoiser:
         self._hints: dict[tuple[Any, ...], torch.Tensor] = {}
 
     def predict(
-        self, x: torch.Tensor, sigma: torch.Tensor, prompts: Sequence[PromptInputs]
+        self,
+        x: torch.Tensor,
+        sigma: torch.Tensor,
+        prompts: Sequence[PromptInputs],
+        size: tuple[int, int] | None = None,
     ) -> list[torch.Tensor]:
-        """The raw model output (eps or v) for x under each prompt, from one batched forward."""
+        """The raw model output (eps or v) for x under each prompt, from one batched forward.
+
+        `size` is the whole latent's (height, width) in cells when x is a crop of it (SDXL's
+        size conditioning describes the whole picture).
+        """
         n, batch = len(prompts), x.shape[0]
         s = sigma.to(device=x.device, dtype=torch.float32).view(-1, 1, 1, 1)  # (B, 1, 1, 1)
         x_in = (x / (s**2 + 1).sqrt()).to(self.dtype).repeat(n, 1, 1, 1)  # (nB, C, h, w)
@@ -114,7 +123,7 @@ class UNetDenoiser:
         )
         t = t.to(device=self.device, dtype=torch.float32).repeat(n)
         embeds = torch.cat([_rows(p.embeds, batch) for p in prompts])  # (nB, T, D)
-        added = self._added_cond(prompts, x) if self.needs_time_ids else None
+        added = self._added_cond(prompts, x, size) if self.needs_time_ids else None
         down, mid = self._control_residuals(x_in, t, float(sigma[0]), embeds, added, prompts)
         out = self.unet(
             x_in,
@@ -135,7 +144,7 @@ class UNetDenoiser:
         return x - output * s
 
     def _added_cond(
-        self, prompts: Sequence[PromptInputs], x: torch.Tensor
+        self, prompts: Sequence[PromptInputs], x: torch.Tensor, size: tuple[int, int] | None
     ) -> dict[str, torch.Tensor]:
         """SDXL's micro-conditioning: pooled text plus (original, crop, target) sizes in pixels.
 
@@ -145,7 +154,8 @@ class UNetDenoiser:
         batch = x.shape[0]
         if any(p.pooled is None for p in prompts):
             raise ValueError("this UNet is SDXL-style and needs pooled text embeddings")
-        height, width = x.shape[-2] * LATENT_SCALE, x.shape[-1] * LATENT_SCALE  # SDXL's are pixels
+        rows, columns = size if size is not None else x.shape[-2:]
+        height, width = rows * LATENT_SCALE, columns * LATENT_SCALE
         time_ids = torch.tensor(
             [[height, width, 0, 0, height, width]], device=self.device, dtype=self.dtype
         )
@@ -225,9 +235,10 @@ def _scatter_rows(values: torch.Tensor, rows: torch.Tensor, total: int) -> torch
 class CFGDenoiser:
     """Classifier-free guidance (Ho & Salimans, 2022): uncond + cfg * (cond - uncond).
 
-    Both predictions come from one batched forward; at cfg == 1 the uncond pass is skipped.
-    Combined or area conditionings are averaged as ComfyUI does: each prompt's x0 weighted by
-    its strength inside its area.
+    With one prompt on each side, both predictions come from one batched forward and at
+    cfg == 1 the uncond pass is skipped. Combined, weighted or area prompts are averaged as
+    ComfyUI does (see `nodes.sd.areas`): each runs on its crop of the latent, one batched
+    forward per crop, and the x0 predictions are averaged with their feathered weights.
     """
 
     def __init__(
@@ -236,25 +247,22 @@ class CFGDenoiser:
         self.inner = inner
         self.cfg = cfg
         self.skip_uncond = math.isclose(cfg, 1.0)
-        positives = positive.entries()
-        negatives = [] if self.skip_uncond else _with_uncond_controls(negative.entries(), positives)
+        positives, negatives = with_opposite_areas(positive.entries(), negative.entries())
+        negatives = [] if self.skip_uncond else with_uncond_controls(negatives, positives)
         self.split = len(negatives)
-        self.weighted = len(positives) + len(negatives) > (1 if self.skip_uncond else 2) or any(
-            e.area is not None or e.strength != 1.0 for e in (*positives, *negatives)
-        )
         self.entries = [*negatives, *positives]
+        self.weighted = (
+            len(positives) > 1
+            or len(negatives) > 1
+            or any(e.area is not None or e.strength != 1.0 for e in self.entries)
+        )
         # The uncond half goes first, as in diffusers' pipelines.
         self.prompts = prepare_prompts(self.entries, inner.device, inner.dtype)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
-        outputs = self.inner.predict(x, sigma, self.prompts)
         if self.weighted:
-            x0s = [self.inner.to_x0(x, sigma, o) for o in outputs]
-            cond = _area_average(x0s[self.split :], self.entries[self.split :], x)
-            if self.skip_uncond:
-                return cond
-            uncond = _area_average(x0s[: self.split], self.entries[: self.split], x)
-            return uncond + (cond - uncond) * self.cfg
+            return self._weighted(x, sigma)
+        outputs = self.inner.predict(x, sigma, self.prompts)
         if self.skip_uncond:
             (output,) = outputs
         else:
@@ -264,33 +272,33 @@ class CFGDenoiser:
         # x; it also avoids the rounding of subtracting two x0 estimates that are both near x.
         return self.inner.to_x0(x, sigma, output)
 
-
-def _with_uncond_controls(
-    negatives: list[Conditioning], positives: list[Conditioning]
-) -> list[Conditioning]:
-    """Negative prompts without ControlNets get the positive's `to_uncond` ones (ComfyUI's old apply)."""
-    shared = tuple(a for p in positives for a in p.controls if a.to_uncond)
-    if not shared:
-        return negatives
-    return [n if n.controls else replace(n, controls=shared) for n in negatives]
-
-
-def _area_average(
-    x0s: Sequence[torch.Tensor], entries: Sequence[Conditioning], like: torch.Tensor
-) -> torch.Tensor:
-    """Sum of strength * area mask * x0 over the prompts, divided by the summed weights."""
-    total = torch.zeros_like(like)
-    weight = torch.full_like(like, 1e-37)  # ComfyUI's floor: uncovered cells predict 0
-    for x0, entry in zip(x0s, entries, strict=True):
-        mask = torch.zeros_like(like)
-        if entry.area is None:
-            mask += entry.strength
-        else:
-            height, width, top, left = entry.area
-            mask[..., top : top + height, left : left + width] = entry.strength
-        total += x0 * mask
-        weight += mask
-    return total / weight
+    def _weighted(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Guidance over the weighted average of every prompt's x0 on its crop."""
+        height, width = x.shape[-2:]
+        halves = 1 if self.skip_uncond else 2
+        totals = [torch.zeros_like(x) for _ in range(halves)]
+        # ComfyUI's floor: cells no prompt covers predict 0 instead of dividing by zero.
+        weights = [torch.full_like(x, 1e-37) for _ in range(halves)]
+        groups: dict[Crop, list[int]] = {}
+        for index, entry in enumerate(self.entries):
+            crop = crop_for(entry.area, height, width)
+            if crop is not None:  # an area wholly outside the latent predicts nothing
+                groups.setdefault(crop, []).append(index)
+        for crop, indices in groups.items():
+            x_crop = crop.of(x)
+            outputs = self.inner.predict(
+                x_crop, sigma, [self.prompts[i] for i in indices], size=(height, width)
+            )
+            for index, output in zip(indices, outputs, strict=True):
+                half = 0 if self.skip_uncond or index >= self.split else 1
+                weight = area_weight(self.entries[index], crop, height, width, x_crop)
+                crop.of(totals[half]).add_(self.inner.to_x0(x_crop, sigma, output) * weight)
+                crop.of(weights[half]).add_(weight)
+        cond = totals[0] / weights[0]
+        if self.skip_uncond:
+            return cond
+        uncond = totals[1] / weights[1]
+        return uncond + (cond - uncond) * self.cfg
 
 
 def prepare_mask(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,55 @@ def test_a_cycle_is_reported_with_comfyui_ids() -> None:
     assert "3" in cycle.message and "n3" not in cycle.message
 
 
+def _editor_node(workflow: dict[str, Any], node_id: int) -> dict[str, Any]:
+    return next(n for n in workflow["nodes"] if n["id"] == node_id)
+
+
+def _editor_unmapped(workflow: dict[str, Any]) -> None:
+    _editor_node(workflow, 5)["type"] = "UpscaleModelLoader"
+
+
+def _editor_wrong_output(workflow: dict[str, Any]) -> None:
+    link = next(link for link in workflow["links"] if link[0] == 7)  # EmptyLatentImage -> KSampler
+    link[2] = 1
+
+
+def _editor_cycle(workflow: dict[str, Any]) -> None:
+    empty = _editor_node(workflow, 5)
+    empty.update(type="LatentUpscaleBy", widgets_values=["bilinear", 1.0],
+                 inputs=[{"name": "samples", "type": "LATENT", "link": 15}])  # fmt: skip
+    workflow["links"].append([15, 3, 0, 5, 0, "LATENT"])
+
+
+def _api_missing_widget(prompt: dict[str, Any]) -> None:
+    del prompt["3"]["inputs"]["steps"]
+
+
+@pytest.mark.parametrize(
+    ("make", "change", "expected"),
+    [
+        (workflows.workflow_txt2img, _editor_unmapped, {("unknown_node_type", "5", None)}),
+        (workflows.workflow_txt2img, _editor_wrong_output,
+         {("link_to_missing_output", "3", "latent_image")}),
+        (workflows.api_txt2img, _api_missing_widget, {("missing_input", "3", "steps")}),
+    ],
+    ids=["editor-unmapped", "editor-wrong-output", "api-missing-widget"],
+)  # fmt: skip
+def test_the_same_errors_in_the_other_format(
+    make: Any, change: Any, expected: set[tuple[str, str, str | None]]
+) -> None:
+    document = make()
+    change(document)
+    assert where(errors_of(document)) == expected
+
+
+def test_a_cycle_in_an_editor_workflow_is_reported_with_comfyui_ids() -> None:
+    workflow = workflows.workflow_txt2img()
+    _editor_cycle(workflow)
+    (cycle,) = [e for e in errors_of(workflow) if e.code == ErrorCode.CYCLE]
+    assert set(cycle.cycle or []) == {"3", "5"}
+
+
 def test_unknown_sampler_and_scheduler_names_are_named() -> None:
     prompt = workflows.api_txt2img()
     prompt["3"]["inputs"].update(sampler_name="lcm", scheduler="beta")
@@ -88,6 +137,14 @@ def test_unknown_sampler_and_scheduler_names_are_named() -> None:
         ("value_not_in_choices", "3", "scheduler"),
     }
     assert any("'lcm'" in e.message for e in errors)
+
+
+@pytest.mark.parametrize("value", [1, 0, "on"])
+def test_a_switch_takes_its_two_names_or_a_bool_not_a_number(value: Any) -> None:
+    """KSamplerAdvanced's enable/disable: 1 equals True in Python, but it is no switch value."""
+    prompt = workflows.api_advanced()
+    prompt["40"]["inputs"]["add_noise"] = value
+    assert where(errors_of(prompt)) == {("value_not_in_choices", "40", "add_noise")}
 
 
 def test_gpu_sampler_variants_map_onto_the_cpu_ones() -> None:

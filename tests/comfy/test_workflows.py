@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +14,9 @@ from PIL import Image as PILImage
 from engine.config import Paths
 from engine.executor import Executor
 from engine.formats import convert_document
-from nodes.comfy.mapping import CLASSES
-from tests.comfy import workflows
+from engine.registry import default_registry
+from nodes.comfy.mapping import CLASSES, NOTES, PRIMITIVE, REROUTE
+from tests.comfy import editor_workflows, workflows
 
 
 def run(executor: Executor, document: Any) -> dict[str, np.ndarray]:
@@ -30,11 +33,74 @@ def run(executor: Executor, document: Any) -> dict[str, np.ndarray]:
     return images
 
 
-def test_api_txt2img_gives_the_hand_written_graphs_image(executor: Executor) -> None:
-    comfy = run(executor, workflows.api_txt2img())
-    ours = run(executor, workflows.ours_txt2img())
-    assert comfy["9"].shape == (64, 64, 3)
-    assert np.array_equal(comfy["9"], ours["save"])
+@dataclass(frozen=True)
+class Scenario:
+    """One job in both ComfyUI formats and as our hand-written graph."""
+
+    name: str
+    api: Callable[[], dict[str, Any]]
+    editor: Callable[[], dict[str, Any]]
+    ours: Callable[[], dict[str, Any]]
+    images: dict[str, str]  # ComfyUI SaveImage/PreviewImage id -> our node id
+
+
+SCENARIOS = [
+    Scenario("txt2img", workflows.api_txt2img, workflows.workflow_txt2img,
+             workflows.ours_txt2img, {"9": "save"}),
+    Scenario("img2img", workflows.api_img2img, editor_workflows.editor_img2img,
+             workflows.ours_img2img, {"9": "save"}),
+    Scenario("inpainting", workflows.api_inpaint_img2img, editor_workflows.editor_inpaint_img2img,
+             workflows.ours_inpaint_img2img, {"9": "save", "27": "save2"}),
+    Scenario("controlnet_lora", workflows.api_controlnet_lora, editor_workflows.editor_controlnet_lora,
+             workflows.ours_controlnet_lora, {"9": "save"}),
+    # Two deterministic KSamplerAdvanced passes equal one pass over the same steps.
+    Scenario("ksampler_advanced", workflows.api_advanced, editor_workflows.editor_advanced,
+             workflows.ours_advanced_single_pass, {"9": "save"}),
+    Scenario("other_classes", workflows.api_misc, editor_workflows.editor_misc,
+             workflows.ours_misc, {"61": "preview"}),
+]  # fmt: skip
+FORMATS = {"api": "comfyui-api", "editor": "comfyui-workflow"}
+
+
+@pytest.fixture(scope="module")
+def hand_written(executor: Executor) -> Callable[[Scenario], dict[str, np.ndarray]]:
+    """Our graph's images for a scenario, run once per module."""
+    done: dict[str, dict[str, np.ndarray]] = {}
+
+    def images(scenario: Scenario) -> dict[str, np.ndarray]:
+        if scenario.name not in done:
+            done[scenario.name] = run(executor, scenario.ours())
+        return done[scenario.name]
+
+    return images
+
+
+@pytest.mark.parametrize("form", list(FORMATS))
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_a_comfyui_workflow_converts_validates_runs_and_gives_the_hand_written_image(
+    executor: Executor,
+    hand_written: Callable[[Scenario], dict[str, np.ndarray]],
+    scenario: Scenario,
+    form: str,
+) -> None:
+    document = scenario.api() if form == "api" else scenario.editor()
+    converted = convert_document(document, executor.registry)
+    assert converted.format == FORMATS[form]
+    executor.validate(converted.document)
+    if form == "editor":
+        # Editor-only nodes resolve away: the same graph as the API format, node for node.
+        api = convert_document(scenario.api(), executor.registry).document["nodes"]
+        assert converted.document["nodes"] == api
+    images = run(executor, converted.document)
+    ours = hand_written(scenario)
+    assert set(images) == set(scenario.images)
+    for comfy_id, our_id in scenario.images.items():
+        assert images[comfy_id].shape == ours[our_id].shape
+        assert np.array_equal(images[comfy_id], ours[our_id]), (comfy_id, our_id)
+
+
+def test_the_txt2img_image_is_the_size_asked_for(executor: Executor) -> None:
+    assert run(executor, workflows.api_txt2img())["9"].shape == (64, 64, 3)
 
 
 def test_clip_set_last_layer_becomes_clip_skip_on_the_encoders_it_feeds(executor: Executor) -> None:
@@ -68,51 +134,30 @@ def test_editor_workflow_with_reroute_primitive_muted_and_bypassed_nodes(
     assert editor["nodes"]["n6"]["title"] == "Positive"
     assert editor["nodes"]["n4"]["position"] == [26.0, 474.0]
     assert editor["groups"] == [{"title": "Prompts", "bounding": [400, 100, 400, 400]}]
-    from_editor = run(executor, workflow)
-    assert np.array_equal(from_editor["9"], run(executor, workflows.ours_txt2img())["save"])
 
 
-def test_inpainting_and_masked_img2img(executor: Executor) -> None:
-    comfy = run(executor, workflows.api_inpaint_img2img())
-    ours = run(executor, workflows.ours_inpaint_img2img())
-    assert np.array_equal(comfy["9"], ours["save"])
-    assert np.array_equal(comfy["27"], ours["save2"])
-    # Masked img2img keeps the unmasked pixels close to the input; the masked square changes.
+def test_masked_img2img_changes_the_masked_square_most(executor: Executor) -> None:
+    images = run(executor, workflows.api_inpaint_img2img())
     source = np.asarray(PILImage.open(executor.paths.input / "hint.png").convert("RGB"))
-    diff = np.abs(comfy["27"].astype(int) - source.astype(int)).mean(axis=2)
+    diff = np.abs(images["27"].astype(int) - source.astype(int)).mean(axis=2)
     assert diff[16:40, 16:48].mean() > diff[48:, :].mean()
 
 
-def test_controlnet_and_lora(executor: Executor) -> None:
-    comfy = run(executor, workflows.api_controlnet_lora())
-    ours = run(executor, workflows.ours_controlnet_lora())
-    assert np.array_equal(comfy["9"], ours["save"])
-
-
-def test_ksampler_advanced_two_passes_equal_one_deterministic_pass(executor: Executor) -> None:
-    two_passes = run(executor, workflows.api_advanced())
-    single = run(executor, workflows.ours_advanced_single_pass())
-    assert np.array_equal(two_passes["9"], single["save"])
-
-
-def test_every_other_mapped_class_runs(executor: Executor) -> None:
-    images = run(executor, workflows.api_misc())
-    # 72x48 scaled by 1.5 is 108x72, encoded (cropped to 104x72), resized to 64x64 then x1.5.
-    assert images["61"].shape == (96, 96, 3)
-
-
-def test_the_test_workflows_cover_every_mapped_class() -> None:
+@pytest.mark.parametrize("form", list(FORMATS))
+def test_the_test_workflows_cover_every_mapped_class(form: str) -> None:
     used: set[str] = set()
-    for make in (
-        workflows.api_txt2img,
-        workflows.api_inpaint_img2img,
-        workflows.api_controlnet_lora,
-        workflows.api_advanced,
-        workflows.api_misc,
-    ):
-        used |= {entry["class_type"] for entry in make().values()}
-    used |= {n["type"] for n in workflows.workflow_txt2img()["nodes"]}
+    modes: set[int] = set()
+    for scenario in SCENARIOS:
+        if form == "api":
+            used |= {entry["class_type"] for entry in scenario.api().values()}
+        else:
+            nodes = scenario.editor()["nodes"]
+            used |= {n["type"] for n in nodes}
+            modes |= {n["mode"] for n in nodes}
     assert set(CLASSES) <= used
+    if form == "editor":
+        assert {REROUTE, PRIMITIVE} | NOTES <= used | {"MarkdownNote"}
+        assert modes == {0, 2, 4}  # active, muted and bypassed nodes
 
 
 @pytest.mark.parametrize("chunks", [("prompt",), ("workflow",), ("prompt", "workflow")])
@@ -175,3 +220,14 @@ def test_a_simple_subgraph_is_flattened_with_comfyuis_execution_ids(executor: Ex
     assert nodes["n9"]["links"] == {"images": "n20_1.image"}
     assert converted.document["editor"]["nodes"]["n20_1"]["comfy_id"] == "20:1"
     executor.validate(converted.document)
+
+
+@pytest.mark.parametrize("control", [["randomize"], [True], [False], []])
+def test_the_hidden_control_value_is_skipped_only_when_there(control: list[Any]) -> None:
+    """The value after a seed is skipped when it is a control value ("randomize", or `true` in
+    older files), never because a step count of 1 equals `True` in Python."""
+    workflow = workflows.workflow_txt2img()
+    sampler = next(n for n in workflow["nodes"] if n["id"] == 3)
+    sampler["widgets_values"] = [123, *control, 1, 8, "euler", "normal", 1]
+    inputs = convert_document(workflow, default_registry()).document["nodes"]["n3"]["inputs"]
+    assert (inputs["steps"], inputs["cfg"], inputs["sampler"]) == (1, 8, "euler")

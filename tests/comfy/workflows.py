@@ -158,6 +158,28 @@ def workflow_txt2img() -> dict[str, Any]:
     }
 
 
+def api_img2img() -> dict[str, Any]:
+    """Plain img2img: an encoded image sampled at denoise 0.6."""
+    return {
+        "4": _ckpt(),
+        "6": _text("a red fox", ["4", 1]),
+        "7": _text("blurry", ["4", 1]),
+        "20": {"class_type": "LoadImage", "inputs": {"image": "hint.png", "upload": "image"}},
+        "22": {"class_type": "VAEEncode", "inputs": {"pixels": ["20", 0], "vae": ["4", 2]}},
+        "3": _ksampler(["22", 0], seed=5, denoise=0.6, sampler_name="dpmpp_2m", scheduler="karras"),
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "i2i", "images": ["8", 0]}},
+    }  # fmt: skip
+
+
+def ours_img2img() -> dict[str, Any]:
+    nodes = _ours_base("hand_i2i", clip_skip=0)
+    nodes["image"] = {"type": "LoadImage", "inputs": {"image": "hint.png"}}
+    nodes["encode"] = {"type": "VAEEncode", "links": {"image": "image.image", "vae": "ckpt.vae"}}
+    nodes["sample"] = _sample("encode.latent", seed=5, denoise=0.6, sampler="dpmpp_2m", scheduler="karras")  # fmt: skip
+    return {"version": 1, "nodes": nodes}
+
+
 def api_inpaint_img2img() -> dict[str, Any]:
     """Inpainting (VAEEncodeForInpaint) and masked img2img (SetLatentNoiseMask, LoadImageMask)."""
     return {
@@ -278,7 +300,7 @@ def api_misc() -> dict[str, Any]:
         "50": {"class_type": "VAELoader", "inputs": {"vae_name": "tiny-vae.safetensors"}},
         "6": _text("a red fox", ["4", 1]),
         "51": _text("snow", ["4", 1]),
-        "52": {"class_type": "ConditioningSetArea", "inputs": {"conditioning": ["51", 0], "width": 64, "height": 64, "x": 0, "y": 0, "strength": 0.8}},
+        "52": {"class_type": "ConditioningSetArea", "inputs": {"conditioning": ["51", 0], "width": 64, "height": 64, "x": 16, "y": 8, "strength": 0.8}},
         "53": {"class_type": "ConditioningCombine", "inputs": {"conditioning_1": ["6", 0], "conditioning_2": ["52", 0]}},
         "54": {"class_type": "ConditioningZeroOut", "inputs": {"conditioning": ["6", 0]}},
         "20": {"class_type": "LoadImage", "inputs": {"image": "hint.png"}},
@@ -291,3 +313,64 @@ def api_misc() -> dict[str, Any]:
         "60": {"class_type": "VAEDecodeTiled", "inputs": {"samples": ["3", 0], "vae": ["50", 0], "tile_size": 64, "overlap": 16}},
         "61": {"class_type": "PreviewImage", "inputs": {"images": ["60", 0]}},
     }  # fmt: skip
+
+
+def ours_misc() -> dict[str, Any]:
+    """api_misc written by hand with our nodes."""
+    nodes = _ours_base("unused", clip_skip=0)
+    del nodes["save"], nodes["decode"], nodes["neg"]
+    nodes["vae"] = {"type": "LoadVAE", "inputs": {"vae": "tiny-vae.safetensors"}}
+    nodes["snow"] = {
+        "type": "EncodeText",
+        "inputs": {"text": "snow"},
+        "links": {"clip": "ckpt.clip"},
+    }
+    nodes["area"] = {
+        "type": "SetConditioningArea",
+        "inputs": {"width": 64, "height": 64, "x": 16, "y": 8, "strength": 0.8},
+        "links": {"conditioning": "snow.conditioning"},
+    }
+    nodes["both"] = {
+        "type": "CombineConditioning",
+        "links": {"first": "pos.conditioning", "second": "area.conditioning"},
+    }
+    nodes["zero"] = {"type": "ZeroConditioning", "links": {"conditioning": "pos.conditioning"}}
+    nodes["image"] = {"type": "LoadImage", "inputs": {"image": "hint.png"}}
+    nodes["scale"] = {
+        "type": "ScaleImage",
+        "inputs": {"method": "bilinear", "width": 72, "height": 48},
+        "links": {"image": "image.image"},
+    }
+    nodes["scale_by"] = {
+        "type": "ScaleImageBy",
+        "inputs": {"method": "area", "scale_by": 1.5},
+        "links": {"image": "scale.image"},
+    }
+    nodes["encode"] = {
+        "type": "VAEEncodeTiled",
+        "inputs": {"tile_size": 64, "overlap": 16},
+        "links": {"image": "scale_by.image", "vae": "vae.vae"},
+    }
+    nodes["up"] = {
+        "type": "UpscaleLatent",
+        "inputs": {"method": "nearest-exact", "width": 64, "height": 64},
+        "links": {"latent": "encode.latent"},
+    }
+    nodes["up_by"] = {
+        "type": "UpscaleLatentBy",
+        "inputs": {"method": "bilinear", "scale_by": 1.5},
+        "links": {"latent": "up.latent"},
+    }
+    nodes["sample"] = _sample("up_by.latent", denoise=0.5, sampler="dpmpp_sde", scheduler="simple")
+    nodes["sample"]["links"].update(positive="both.conditioning", negative="zero.conditioning")
+    nodes["decode"] = {
+        "type": "VAEDecodeTiled",
+        "inputs": {"tile_size": 64, "overlap": 16},
+        "links": {"latent": "sample.latent", "vae": "vae.vae"},
+    }
+    nodes["preview"] = {
+        "type": "PreviewImage",
+        "inputs": {"quantize": "truncate"},
+        "links": {"images": "decode.image"},
+    }
+    return {"version": 1, "nodes": nodes}  # fmt: skip
