@@ -89,9 +89,10 @@ def serve_profiled(stats_path: str, argv: list[str]) -> None:
                         m = merged[func]
                         row = (m[0] + row[0], m[1] + row[1], m[2] + row[2], m[3] + row[3], {})
                     merged[func] = row
-            holder = cProfile.Profile()
+            holder = pstats.Stats()
             holder.stats = merged  # type: ignore[attr-defined]
-            pstats.Stats(holder).dump_stats(stats_path)
+            holder.dump_stats(stats_path + ".part")
+            os.replace(stats_path + ".part", stats_path)
 
     signal.signal(signal.SIGUSR1, reset)
     signal.signal(signal.SIGUSR2, dump)
@@ -146,7 +147,6 @@ async def drive(url: str, reruns: int, pid: int | None) -> dict[str, Any]:
                 executed += ran
             if pid is not None:
                 os.kill(pid, signal.SIGUSR2)
-                await asyncio.sleep(1.0)
     return {
         "median_ms": statistics.median(walls) * 1000,
         "min_ms": min(walls) * 1000,
@@ -184,6 +184,10 @@ def main() -> None:
                 raise RuntimeError(f"server did not start: {line!r}")
             pid = None if args.no_profile else process.pid
             result = asyncio.run(drive(line.split()[2], args.reruns, pid))
+            if pid is not None:
+                deadline = time.monotonic() + 120
+                while not Path(stats_path).exists() and time.monotonic() < deadline:
+                    time.sleep(0.5)  # written by the server on SIGUSR2
         finally:
             process.send_signal(signal.SIGINT)
             try:
