@@ -90,6 +90,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--calls", type=int, default=2, help="timed calls per process")
     parser.add_argument("--unet", action="store_true", help="also the UNet step (3.4 GB fp32)")
+    parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     parser.add_argument("--measure", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
@@ -97,6 +98,8 @@ def main() -> None:
         print(json.dumps(measure(kind, layout == "channels_last", int(calls))))
         return
     wanted = [n for n, v in VARIANTS.items() if args.unet or v[0] == "vae"]
+    if args.only:
+        wanted = [n for n in wanted if n in args.only]
     results: dict[str, list[dict[str, Any]]] = {}
     for round_ in range(args.rounds):
         for name in wanted:

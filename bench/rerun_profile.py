@@ -5,6 +5,7 @@ whose threads are each profiled, runs the graph once cold, then re-runs it uncha
 and the websocket, as a client would. Prints the median and minimum submit → `job_finished`
 time, the nodes run (0 expected) and the functions with the most time across all threads.
 Run: .venv/bin/python bench/rerun_profile.py [--reruns N] [--top N] [--no-profile]
+or, against another checkout in the same run: ... --baseline PATH [--rounds N]
 """
 
 from __future__ import annotations
@@ -154,16 +155,64 @@ async def drive(url: str, reruns: int, pid: int | None) -> dict[str, Any]:
     }
 
 
+def timed_server(root: Path, reruns: int) -> dict[str, Any]:
+    """Median and minimum re-run time of `latentgraph serve` run from the checkout at `root`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        command = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--output", scratch]
+        process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root
+        )
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            if not line.startswith("serving on "):
+                raise RuntimeError(f"server did not start: {line!r}")
+            return asyncio.run(drive(line.split()[2], reruns, None))
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def compare(baseline: Path, reruns: int, rounds: int) -> None:
+    """This checkout's server against the baseline checkout's, alternating round by round."""
+    medians: dict[str, list[float]] = {"this": [], "baseline": []}
+    for round_ in range(rounds):
+        for name, root in (("baseline", baseline), ("this", ROOT)):
+            result = timed_server(root, reruns)
+            medians[name].append(result["median_ms"])
+            print(
+                f"round {round_ + 1} {name}: median {result['median_ms']:.2f} ms, "
+                f"min {result['min_ms']:.2f} ms, nodes run {result['nodes_run']}, "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    ours, base = statistics.median(medians["this"]), statistics.median(medians["baseline"])
+    print(f"median of medians: this {ours:.2f} ms, baseline {base:.2f} ms, ratio {ours / base:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reruns", type=int, default=50)
     parser.add_argument("--top", type=int, default=40, help="functions to print")
     parser.add_argument("--sort", default="tottime", help="pstats sort key")
     parser.add_argument("--no-profile", action="store_true", help="time only, no profiler")
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout (say, an older commit): time its server too, alternating, no profile",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --baseline comparison")
     parser.add_argument("--serve", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
         serve_profiled(args.serve[0], args.serve[1:])
+        return
+    if args.baseline is not None:
+        compare(args.baseline.resolve(), args.reruns, args.rounds)
         return
     import pstats
 
