@@ -53,7 +53,8 @@ def prepare_graph(
         raise GraphValidationError(errors)
     normalized = graph.model_dump(mode="json", exclude_none=True)
     expanded = expand_sweep(normalized, registry)
-    runnable = expanded.document if expanded is not None else normalized
+    # Without a sweep the graph to run is the one parsed above: compose takes it as it is.
+    runnable = expanded.document if expanded is not None else graph
     flat = compose(runnable, registry, paths, base_dirs)
     validated = ValidatedGraph(
         flat.nodes,

@@ -6,6 +6,7 @@ They are read when checked, not at import, so a test or a long-lived server sees
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from engine.config import ConfigError
@@ -35,9 +36,10 @@ class Limits:
     memory_budget: int = 0
 
 
-def limits(env: dict[str, str] | None = None) -> Limits:
+def limits(env: Mapping[str, str] | None = None) -> Limits:
     """The limits in force: defaults, overridden by their environment variables."""
-    env = dict(os.environ) if env is None else env
+    # os.environ itself, not a copy: copying decodes every variable, and runs check limits often.
+    env = os.environ if env is None else env
     values = {}
     for field, var in ENV_VARS.items():
         raw = env.get(var)

@@ -30,7 +30,8 @@ def plan_run(graph: ValidatedGraph, fingerprint: Callable[[BoundNode], str]) -> 
     needed = set(graph.targets)
     for target in graph.targets:
         needed |= nx.ancestors(deps, target)
-    sub = nx.DiGraph(deps.subgraph(needed))  # a copy: iterating a subgraph view is slow
+    # A copy when some nodes are not needed: iterating a subgraph view is slow.
+    sub = deps if len(needed) == deps.number_of_nodes() else nx.DiGraph(deps.subgraph(needed))
     # Ties between independent branches break by the order nodes appear in the file.
     order = list(nx.lexicographical_topological_sort(sub, key=lambda n: graph.nodes[n].position))
     position = {n: i for i, n in enumerate(order)}

@@ -29,7 +29,7 @@ from engine.graph import GraphFile, Interface, parse_graph, split_link
 from engine.node import InputSpec, Node, NodeSpec, OutputSpec
 from engine.ports import port_by_name
 from engine.registry import Registry
-from engine.validate import BoundNode, ValidatedGraph, validate_graph
+from engine.validate import BoundNode, bind_graph
 
 SUBGRAPH_TYPE = "Subgraph"
 INPUTS_NODE = "inputs"  # inside a subgraph, links "inputs.NAME" read its declared inputs
@@ -160,12 +160,15 @@ class FlatGraph:
 
 
 def compose(
-    document: dict[str, Any],
+    document: dict[str, Any] | GraphFile,
     registry: Registry,
     paths: Paths | None,
     base_dirs: Sequence[Path] = (),
 ) -> FlatGraph:
-    """Validate a graph that may use subgraphs and inline them; raises GraphValidationError."""
+    """Validate a graph that may use subgraphs and inline them; raises GraphValidationError.
+
+    A `GraphFile` is used as it is, not parsed again.
+    """
     return _Composer(registry, paths).flatten(parse_graph(document), tuple(base_dirs), (), None)
 
 
@@ -195,6 +198,13 @@ class _Composer:
         stack: tuple[str, ...],
         interface: Interface | None,
     ) -> FlatGraph:
+        if interface is None and not any(
+            entry.type == SUBGRAPH_TYPE or entry.subgraph is not None
+            for entry in graph.nodes.values()
+        ):
+            # Nothing to inline: bind the parsed graph as it is, without dumping and re-parsing it.
+            nodes, targets = bind_graph(graph, self.registry, self.paths)
+            return self._inline(nodes, targets, {})
         document = graph.model_dump(mode="json", exclude_none=True)
         document.pop("sweep", None)
         document.pop("interface", None)
@@ -242,7 +252,7 @@ class _Composer:
                 document["outputs"] = self._inner_targets(document, interface, extra)
         registry = Registry([*self.registry, *extra])
         try:
-            validated = validate_graph(document, registry, self.paths)
+            validated = bind_graph(document, registry, self.paths)
         except GraphValidationError as exc:
             # A broken Subgraph node was already reported; its missing type is no news.
             errors += [
@@ -253,7 +263,7 @@ class _Composer:
             validated = None
         if errors or validated is None:
             raise GraphValidationError(errors)
-        return self._inline(validated, uses)
+        return self._inline(*validated, uses)
 
     def has_output_node(self, definition: GraphFile, base_dirs: tuple[Path, ...]) -> bool:
         """Whether a subgraph saves or shows something itself (it then runs as an output node)."""
@@ -316,7 +326,12 @@ class _Composer:
         present = [t for t in targets if t in document["nodes"] and t != INPUTS_NODE]
         return list(dict.fromkeys(present))
 
-    def _inline(self, validated: ValidatedGraph, uses: dict[str, _Definition]) -> FlatGraph:
+    def _inline(
+        self,
+        bound_nodes: dict[str, BoundNode],
+        bound_targets: list[str],
+        uses: dict[str, _Definition],
+    ) -> FlatGraph:
         ports = {
             (outer, name): (f"{outer}{PATH_SEPARATOR}{src}", out)
             for outer, definition in uses.items()
@@ -328,7 +343,7 @@ class _Composer:
 
         nodes: dict[str, BoundNode] = {}
         errors: list[GraphError] = []
-        ordered = sorted(validated.nodes.values(), key=lambda b: b.position)
+        ordered = sorted(bound_nodes.values(), key=lambda b: b.position)
         for bound in ordered:
             definition = uses.get(bound.id)
             if definition is None:
@@ -356,7 +371,7 @@ class _Composer:
         if errors:
             raise GraphValidationError(errors)
         targets: list[str] = []
-        for target in validated.targets:
+        for target in bound_targets:
             definition = uses.get(target)
             if definition is None:
                 targets.append(target)

@@ -51,6 +51,25 @@ class ValidatedGraph:
 
 def validate_graph(document: Any, registry: Registry, paths: Paths | None = None) -> ValidatedGraph:
     """Check a graph document against the registry; raises GraphValidationError listing every error."""
+    graph, bound, targets = _bind(document, registry, paths)
+    return ValidatedGraph(bound, targets, graph.model_dump(mode="json", exclude_none=True))
+
+
+def bind_graph(
+    document: Any, registry: Registry, paths: Paths | None = None
+) -> tuple[dict[str, BoundNode], list[str]]:
+    """`validate_graph`'s nodes and targets without its normalized copy of the document.
+
+    For callers that already hold a parsed `GraphFile` (pass it: it is not parsed again) and
+    need no document back, such as the subgraph composer.
+    """
+    _, bound, targets = _bind(document, registry, paths)
+    return bound, targets
+
+
+def _bind(
+    document: Any, registry: Registry, paths: Paths | None
+) -> tuple[GraphFile, dict[str, BoundNode], list[str]]:
     graph, errors = parse_graph_partially(document)
     if graph is None:
         raise GraphValidationError(errors)
@@ -75,7 +94,7 @@ def validate_graph(document: Any, registry: Registry, paths: Paths | None = None
     errors.extend(target_errors)
     if errors:
         raise GraphValidationError(errors)
-    return ValidatedGraph(bound, targets, graph.model_dump(mode="json", exclude_none=True))
+    return graph, bound, targets
 
 
 def _check_inputs(
