@@ -97,7 +97,7 @@ def serve_profiled(stats_path: str, argv: list[str]) -> None:
 
     signal.signal(signal.SIGUSR1, reset)
     signal.signal(signal.SIGUSR2, dump)
-    from engine.cli import main as cli_main
+    from latentgraph_cli.main import main as cli_main
 
     main.enable()
     try:
@@ -158,7 +158,9 @@ async def drive(url: str, reruns: int, pid: int | None) -> dict[str, Any]:
 def timed_server(root: Path, reruns: int) -> dict[str, Any]:
     """Median and minimum re-run time of `latentgraph serve` run from the checkout at `root`."""
     with tempfile.TemporaryDirectory() as scratch:
-        command = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--output", scratch]
+        # Older checkouts kept the command line in engine/cli.py.
+        cli = "latentgraph_cli" if (root / "latentgraph_cli").is_dir() else "engine.cli"
+        command = [sys.executable, "-m", cli, "serve", "--port", "0", "--output", scratch]
         process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root
         )
@@ -220,7 +222,7 @@ def main() -> None:
         stats_path = str(Path(scratch) / "rerun.prof")
         serve = ["serve", "--port", "0", "--output", str(Path(scratch) / "out")]
         if args.no_profile:
-            command = [sys.executable, "-m", "engine.cli", *serve]
+            command = [sys.executable, "-m", "latentgraph_cli", *serve]
         else:
             command = [sys.executable, __file__, "--serve", stats_path, *serve]
         process = subprocess.Popen(

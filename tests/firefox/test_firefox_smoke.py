@@ -44,7 +44,7 @@ def test_the_editor_loads_and_runs_a_graph_in_firefox(tmp_path: Path) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     server = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(port),
          "--models", str(tmp_path / "models"), "--input", str(tmp_path / "input"),
          "--output", str(tmp_path / "output")],
         cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},

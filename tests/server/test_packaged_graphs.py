@@ -78,7 +78,7 @@ def test_an_installed_wheel_lists_and_serves_the_example_graphs(tmp_path: Path) 
 
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "engine.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(port),
          "--models", str(work / "models"), "--input", str(work / "input"), "--output", str(work / "output")],
         cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
