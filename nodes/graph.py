@@ -514,6 +514,7 @@ class Graph(_Graph):
             "dpmpp_sde",
             "ddim",
             "uni_pc",
+            "uni_pc_bh2",
         ]
         | Port[str] = ...,
         scheduler: Literal[
@@ -550,6 +551,7 @@ class Graph(_Graph):
             "dpmpp_sde",
             "ddim",
             "uni_pc",
+            "uni_pc_bh2",
         ]
         | Port[str] = ...,
         scheduler: Literal[
