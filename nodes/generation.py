@@ -42,8 +42,10 @@ class Upstream:
         link = self._bound.links.get(name)
         if link is None:
             return None
-        source, output = link
-        return self._nodes[source].literals.get(output)  # a primitive's output is its input
+        source = self._nodes[link[0]]
+        if source.cls.spec.category != "primitives":
+            return None  # computed while running: not known here
+        return source.literals.get(link[1])  # a primitive's output is named as its input
 
     def parameters(self, name: str) -> dict[str, Any]:
         """The settings gathered upstream of a linked input (empty for a literal)."""
