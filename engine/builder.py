@@ -25,7 +25,8 @@ from engine.registry import Registry, default_registry
 
 if TYPE_CHECKING:
     from engine.context import CancelToken
-    from engine.executor import EventSink, Executor
+    from engine.events import EventSink
+    from engine.executor import Executor
     from engine.run_results import Results
 
 T_co = TypeVar("T_co", covariant=True)

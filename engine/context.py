@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Paths
-from engine.events import Progress
+from engine.events import EventSink, Progress
 from engine.outputs import FolderOutputStore, OutputStore
+
+if TYPE_CHECKING:
+    from engine.validate import BoundNode
 
 
 class Interrupted(Exception):
@@ -46,12 +49,15 @@ class RunContext:
     node_id: str
     paths: Paths
     cancel: CancelToken
-    emit: Callable[[Any], None]
+    emit: EventSink
     # The graph document being run, for nodes that record it (PNG metadata, say).
     graph: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("latentgraph.node"))
     # Where files go; None writes straight into `paths.output`.
     outputs: OutputStore | None = None
+    # The run's validated nodes (defaults filled in, links resolved), for nodes that describe
+    # what lies upstream of them (the generation parameters a saved PNG carries, say).
+    nodes: Mapping[str, BoundNode] = field(default_factory=dict)
 
     def output_store(self) -> OutputStore:
         """The store that numbers and writes this run's files (SaveImage's PNGs, say)."""

@@ -8,7 +8,6 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,6 +16,7 @@ from engine.config import Paths
 from engine.context import CancelToken, Interrupted, RunContext
 from engine.errors import NodeFailure, NodeInputError, ResourceLimitError
 from engine.events import (
+    EventSink,
     NodeFinished,
     NodesCached,
     NodeStarted,
@@ -35,7 +35,6 @@ from engine.validate import BoundNode, ValidatedGraph
 log = logging.getLogger(__name__)
 
 RunStatus = Literal["finished", "failed", "interrupted"]
-EventSink = Callable[[Any], None]
 
 
 @dataclass
@@ -219,6 +218,7 @@ class _Run:
             emit=self.emit,
             graph=self.graph.node_documents.get(bound.id, self.graph.document),
             outputs=self.outputs,
+            nodes=self.graph.nodes,
         )
         need = instance.memory_estimate()
         if need is not None:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from engine.context import CancelToken
+from engine.events import Event, EventSink, NodeFinished, NodeStarted, TerminalEvent
 
 T = TypeVar("T")
 EXIT_STOPPED = 1
@@ -35,14 +36,13 @@ class RunInThread:
         self._signals = 0
         self._deadline: float | None = None
 
-    def watching(self, sink: Callable[[Any], None]) -> Callable[[Any], None]:
+    def watching(self, sink: EventSink) -> EventSink:
         """An event sink that also tracks the running node, then passes events on to `sink`."""
 
-        def watch(event: Any) -> None:
-            kind = getattr(event, "type", None)
-            if kind == "node_started":
+        def watch(event: Event) -> None:
+            if isinstance(event, NodeStarted):
                 self._running = {event.node_id: event.node_type}
-            elif kind in ("node_finished", "run_failed", "run_finished", "run_interrupted"):
+            elif isinstance(event, NodeFinished | TerminalEvent):
                 self._running = {}
             sink(event)
 

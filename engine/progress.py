@@ -8,6 +8,8 @@ from typing import Any
 
 from tqdm import tqdm
 
+from engine.events import Event, NodeFinished, NodesCached, NodeStarted, Progress, RunStarted
+
 
 class TerminalProgress:
     """One bar for the nodes of a run and one for the steps of the node running now."""
@@ -18,12 +20,11 @@ class TerminalProgress:
         self._names: dict[str, str] = {}
         self._cached: set[str] = set()
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: Event) -> None:
         """Update the bars from one executor event."""
-        kind = event.type
-        if kind == "run_started":
+        if isinstance(event, RunStarted):
             self._total = len(event.nodes)
-        elif kind == "nodes_cached":
+        elif isinstance(event, NodesCached):
             cached = len(event.nodes)
             self._cached = set(event.nodes)
             self._nodes = tqdm(
@@ -31,11 +32,11 @@ class TerminalProgress:
             )
             if cached:
                 self._nodes.write(f"{cached} node(s) cached: {', '.join(event.nodes)}")
-        elif kind == "node_started":
+        elif isinstance(event, NodeStarted):
             self._names[event.node_id] = event.node_type
             if self._nodes is not None:
                 self._nodes.set_postfix_str(f"{event.node_id} ({event.node_type})")
-        elif kind == "progress":
+        elif isinstance(event, Progress):
             if self._steps is None or self._steps.total != event.max:
                 self._close_steps()
                 self._steps = tqdm(
@@ -47,7 +48,9 @@ class TerminalProgress:
                 )
             self._steps.n = event.value
             self._steps.refresh()
-        elif kind == "node_finished" and (not event.cached or event.node_id not in self._cached):
+        elif isinstance(event, NodeFinished) and (
+            not event.cached or event.node_id not in self._cached
+        ):
             # A cached finish outside the cached list is a duplicate served by this very run.
             self._close_steps()
             if self._nodes is not None:

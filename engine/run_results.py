@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.compose import PreparedGraph, prepare_graph
-from engine.executor import EventSink, Executor, RunResult
+from engine.events import EventSink
+from engine.executor import Executor, RunResult
 
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from engine.context import RunContext
 from engine.node import Input, Node, Outputs, node
+from nodes.controlnet import controlnet_parameters
+from nodes.generation import DescribesGeneration, Upstream
 from nodes.sd.values import LATENT_SCALE, Conditioning, ControlApplication, ControlNetModel, Image
 
 MAX_SIZE = 16384
@@ -76,7 +79,7 @@ class ZeroConditioning(Node):
 
 
 @node("ApplyControlNetToPrompt", category="conditioning/controlnet")
-class ApplyControlNetToPrompt(Node):
+class ApplyControlNetToPrompt(DescribesGeneration, Node):
     """Guide with a ControlNet attached to one prompt; it also guides a negative that has none.
 
     This is ComfyUI's original "Apply ControlNet"; `ApplyControlNet` sets both prompts explicitly.
@@ -86,6 +89,10 @@ class ApplyControlNetToPrompt(Node):
     control_net: ControlNetModel = Input()
     image: Image = Input()
     strength: float = Input(1.0, ge=0.0, le=10.0, step=0.01)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return controlnet_parameters(inputs, "conditioning")
 
     def run(self, ctx: RunContext) -> ConditioningOut:
         if self.strength == 0:

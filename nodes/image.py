@@ -131,16 +131,20 @@ class PreviewImage(Node):
 def _save(
     images: Image, ctx: RunContext, prefix: str, level: int = 4, quantize: str = "round"
 ) -> list[dict[str, str]]:
+    from nodes.generation import generation_parameters
     from nodes.sd.images import png_text, store_pngs
+    from nodes.sd.infotext import format_infotext
 
     problem = check_prefix(prefix, ctx.paths)  # checked at validation; the folder may have changed
     if problem is not None:
         raise NodeInputError("prefix", problem)
+    _, height, width, _ = images.pixels.shape
+    parameters = generation_parameters(ctx.nodes, ctx.node_id) | {"Size": f"{width}x{height}"}
     names = store_pngs(
         ctx.output_store(),
         images.pixels,
         prefix,
-        png_text(ctx.graph),
+        png_text(ctx.graph, format_infotext(parameters)),
         level,
         truncate=quantize == "truncate",
     )

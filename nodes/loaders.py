@@ -9,12 +9,15 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from engine.config import Paths
 from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, Outputs, node
+from nodes.controlnet import CONTROLNET_MODEL
+from nodes.generation import DescribesGeneration, Upstream, file_label
+from nodes.sd.infotext import format_number
 from nodes.sd.values import ClipModel, ControlNetModel, UNetModel, VaeModel
 
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
@@ -80,7 +83,7 @@ class CheckpointOut(Outputs):
 
 
 @node("LoadCheckpoint", category="loaders", volatile=True)
-class LoadCheckpoint(_ModelFileNode):
+class LoadCheckpoint(DescribesGeneration, _ModelFileNode):
     """Load a Stable Diffusion checkpoint (SD1.x, SD2.x, SDXL; single file or diffusers folder)."""
 
     kind, file_input = "checkpoints", "checkpoint"
@@ -89,6 +92,10 @@ class LoadCheckpoint(_ModelFileNode):
         "auto", tooltip="auto detects SD2 768-v models; set it when detection guesses wrong"
     )
     precision: CheckpointPrecision = Input("auto", tooltip=CHECKPOINT_PRECISION_HELP)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return {"Model": file_label(inputs.value("checkpoint"))}
 
     def run(self, ctx: RunContext) -> CheckpointOut:
         from nodes.sd.loading.single_file import load_checkpoint
@@ -127,12 +134,16 @@ class VaeOut(Outputs):
 
 
 @node("LoadVAE", category="loaders", volatile=True)
-class LoadVAE(_ModelFileNode):
+class LoadVAE(DescribesGeneration, _ModelFileNode):
     """Load a standalone VAE file (original or diffusers keys) from models/vae."""
 
     kind, file_input = "vae", "vae"
     vae: str = Input(choices=_choices("vae"), tooltip="a file in models/vae")
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return {"VAE": file_label(inputs.value("vae"))}
 
     def run(self, ctx: RunContext) -> VaeOut:
         from nodes.sd.loading.vae_file import load_vae
@@ -146,12 +157,16 @@ class ControlNetOut(Outputs):
 
 
 @node("LoadControlNet", category="loaders", volatile=True)
-class LoadControlNet(_ModelFileNode):
+class LoadControlNet(DescribesGeneration, _ModelFileNode):
     """Load a ControlNet (original `control_model.*` or diffusers layout) from models/controlnet."""
 
     kind, file_input = "controlnet", "control_net"
     control_net: str = Input(choices=_choices("controlnet"), tooltip="a file in models/controlnet")
     precision: Precision = Input("auto", tooltip=PRECISION_HELP)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return {CONTROLNET_MODEL: file_label(inputs.value("control_net"))}
 
     def run(self, ctx: RunContext) -> ControlNetOut:
         from nodes.sd.loading.controlnet_file import load_controlnet
@@ -167,7 +182,7 @@ class ModelClipOut(Outputs):
 
 
 @node("LoadLora", category="loaders", volatile=True)
-class LoadLora(_ModelFileNode):
+class LoadLora(DescribesGeneration, _ModelFileNode):
     """Merge a LoRA (kohya or diffusers keys) into copies of the UNet and text encoder."""
 
     kind, file_input = "loras", "lora"
@@ -176,6 +191,10 @@ class LoadLora(_ModelFileNode):
     lora: str = Input(choices=_choices("loras"), tooltip="a file in models/loras")
     strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01)
     strength_clip: float = Input(1.0, ge=-100.0, le=100.0, step=0.01)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return lora_parameters(inputs, inputs.value("strength_clip"))
 
     def run(self, ctx: RunContext) -> ModelClipOut:
         from nodes.sd.lora import apply_lora
@@ -191,3 +210,17 @@ class LoadLora(_ModelFileNode):
             )
         assert unet is not None and clip is not None
         return ModelClipOut(model=unet, clip=clip)
+
+
+def lora_parameters(inputs: Upstream, strength_clip: float | None) -> dict[str, Any]:
+    """`Lora`: each LoRA merged so far, as "name: strength" (model/clip strength when they differ)."""
+    strength = inputs.value("strength_model")
+    text = f"{file_label(inputs.value('lora'))}: {_strength(strength)}"
+    if strength_clip is not None and strength_clip != strength:
+        text += f"/{_strength(strength_clip)}"
+    earlier = inputs.parameters("model").get("Lora")
+    return {"Lora": text if earlier is None else f"{earlier}, {text}"}
+
+
+def _strength(value: float | None) -> str:
+    return "?" if value is None else format_number(float(value))

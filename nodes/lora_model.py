@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.context import RunContext
 from engine.node import Input, Outputs, node
-from nodes.loaders import _choices, _ModelFileNode
+from nodes.generation import DescribesGeneration, Upstream
+from nodes.loaders import _choices, _ModelFileNode, lora_parameters
 from nodes.sd.values import UNetModel
 
 
@@ -13,13 +16,17 @@ class ModelOut(Outputs):
 
 
 @node("LoadLoraModelOnly", category="loaders", volatile=True)
-class LoadLoraModelOnly(_ModelFileNode):
+class LoadLoraModelOnly(DescribesGeneration, _ModelFileNode):
     """Merge a LoRA (kohya or diffusers keys) into a copy of the UNet; text-encoder layers are skipped."""
 
     kind, file_input = "loras", "lora"
     model: UNetModel = Input()
     lora: str = Input(choices=_choices("loras"), tooltip="a file in models/loras")
     strength_model: float = Input(1.0, ge=-100.0, le=100.0, step=0.01)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return lora_parameters(inputs, None)
 
     def run(self, ctx: RunContext) -> ModelOut:
         from nodes.sd.lora import apply_lora

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.context import RunContext
 from engine.node import Input, Node, node
+from nodes.generation import DescribesGeneration, Upstream
 from nodes.sampling import (
     CONVENTION_HELP,
     Convention,
@@ -11,12 +14,13 @@ from nodes.sampling import (
     SamplerName,
     SchedulerName,
     run_sampler,
+    sampler_parameters,
 )
 from nodes.sd.values import Conditioning, Latent, UNetModel
 
 
 @node("SampleSteps", category="sampling")
-class SampleSteps(Node):
+class SampleSteps(DescribesGeneration, Node):
     """Sample steps start_at_step..end_at_step of a `steps`-step schedule (two-pass refiner set-ups).
 
     Without add_noise the latent is taken as already noisy; with return_with_leftover_noise the
@@ -37,6 +41,10 @@ class SampleSteps(Node):
     end_at_step: int = Input(10000, ge=0, le=10000)
     return_with_leftover_noise: bool = False
     convention: Convention = Input("latentgraph", tooltip=CONVENTION_HELP)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return sampler_parameters(inputs)
 
     def run(self, ctx: RunContext) -> LatentOut:
         latent = run_sampler(

@@ -8,6 +8,8 @@ from typing import Any, Literal, get_args
 from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, node
+from nodes.generation import NEGATIVE_PROMPT, PROMPT, DescribesGeneration, Upstream
+from nodes.sd.infotext import A1111_SAMPLERS, A1111_SCHEDULES
 from nodes.sd.values import Conditioning, Latent, UNetModel
 from nodes.shared_outputs import LatentOut
 
@@ -58,7 +60,7 @@ def _schedule_problem(steps: Any, denoise: Any) -> str | None:
 
 
 @node("Sample", category="sampling")
-class Sample(Node):
+class Sample(DescribesGeneration, Node):
     """Denoise a latent: txt2img from an empty latent, img2img with denoise below 1.
 
     The initial noise is drawn on the CPU from the seed in one draw for the whole batch, so a
@@ -84,6 +86,12 @@ class Sample(Node):
         problem = _schedule_problem(literals.get("steps"), literals.get("denoise"))
         return [] if problem is None else [("denoise", problem)]
 
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        denoise = inputs.value("denoise")
+        partial_denoise = denoise if denoise is not None and denoise < 1 else None
+        return sampler_parameters(inputs) | {"Denoising strength": partial_denoise}
+
     def memory_estimate(self) -> tuple[str, int] | None:
         from nodes.sd.memory import device_name, module_itemsize, unet_bytes
 
@@ -96,6 +104,20 @@ class Sample(Node):
         if problem is not None:
             raise NodeInputError("denoise", problem)
         return LatentOut(latent=run_sampler(self, ctx, denoise=self.denoise))
+
+
+def sampler_parameters(inputs: Upstream) -> dict[str, Any]:
+    """The generation parameters of a sampler node's common inputs: prompts, steps, seed, ..."""
+    sampler, scheduler = inputs.value("sampler"), inputs.value("scheduler")
+    return {
+        PROMPT: inputs.parameters("positive").get(PROMPT),
+        NEGATIVE_PROMPT: inputs.parameters("negative").get(PROMPT),
+        "Steps": inputs.value("steps"),
+        "Sampler": A1111_SAMPLERS.get(sampler, sampler),
+        "Schedule type": A1111_SCHEDULES.get(scheduler, scheduler),
+        "CFG scale": inputs.value("cfg"),
+        "Seed": inputs.value("seed"),
+    }
 
 
 def run_sampler(sampler: Any, ctx: RunContext, **schedule: Any) -> Latent:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.limits import limits
 from engine.node import Input, Node, Outputs, node
+from nodes.generation import PROMPT, DescribesGeneration, Upstream
 from nodes.sd.values import ClipModel, Conditioning, Tokens
 
 CLIP_SKIP_HELP = "0 = the model family's default; 1 = last layer, 2 = penultimate, ..."
@@ -49,39 +52,57 @@ class ConditioningOut(Outputs):
 
 
 @node("Tokenize", category="conditioning")
-class Tokenize(Node):
+class Tokenize(DescribesGeneration, Node):
     """Split a prompt into 77-token windows with weights: (word:1.2), (word), [word], \\( escapes."""
 
     clip: ClipModel = Input()
     text: str = Input("", multiline=True, check=check_prompt)
+
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return {PROMPT: inputs.value("text")}
 
     def run(self, ctx: RunContext) -> TokensOut:
         return TokensOut(tokens=_tokenize(self.text, self.clip))
 
 
 @node("EncodeTokens", category="conditioning")
-class EncodeTokens(Node):
+class EncodeTokens(DescribesGeneration, Node):
     """Encode tokens with the text encoder; weights move each token away from the empty prompt."""
 
     clip: ClipModel = Input()
     tokens: Tokens = Input()
     clip_skip: int = Input(0, ge=0, le=24, tooltip=CLIP_SKIP_HELP)
 
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        return {"Clip skip": _clip_skip_label(inputs.value("clip_skip"))}
+
     def run(self, ctx: RunContext) -> ConditioningOut:
         return ConditioningOut(conditioning=_encode(self.clip, self.tokens, self.clip_skip))
 
 
 @node("EncodeText", category="conditioning")
-class EncodeText(Node):
+class EncodeText(DescribesGeneration, Node):
     """Tokenize and encode a prompt in one step."""
 
     clip: ClipModel = Input()
     text: str = Input("", multiline=True, check=check_prompt)
     clip_skip: int = Input(0, ge=0, le=24, tooltip=CLIP_SKIP_HELP)
 
+    @classmethod
+    def generation_parameters(cls, inputs: Upstream) -> dict[str, Any]:
+        clip_skip = _clip_skip_label(inputs.value("clip_skip"))
+        return {PROMPT: inputs.value("text"), "Clip skip": clip_skip}
+
     def run(self, ctx: RunContext) -> ConditioningOut:
         tokens = _tokenize(self.text, self.clip)
         return ConditioningOut(conditioning=_encode(self.clip, tokens, self.clip_skip))
+
+
+def _clip_skip_label(clip_skip: int | None) -> int | None:
+    """Clip skip as A1111 writes it: only when it skips layers (2 = penultimate, ...)."""
+    return clip_skip if clip_skip is not None and clip_skip > 1 else None
 
 
 def _encode(clip: ClipModel, tokens: Tokens, clip_skip: int) -> Conditioning:

@@ -11,10 +11,31 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from typing_extensions import assert_never
 
+from engine.errors import NodeFailure
+from engine.events import (
+    Event,
+    NodeFinishedFields,
+    NodesCachedFields,
+    NodeStartedFields,
+    ProgressFields,
+    RunFailed,
+    RunFailedFields,
+    RunFinished,
+    RunFinishedFields,
+    RunInterrupted,
+    RunInterruptedFields,
+    RunStarted,
+    RunStartedFields,
+)
+from engine.events import NodeFinished as EngineNodeFinished
+from engine.events import NodesCached as EngineNodesCached
+from engine.events import NodeStarted as EngineNodeStarted
+from engine.events import Progress as EngineProgress
 from server.files import with_view_urls
 from server.schemas import (
     JOB_ID_PATTERN,
@@ -30,6 +51,7 @@ FRAME_PREVIEW = 1
 PREVIEW_PREFIX = struct.Struct(">II")  # frame type, then the JSON header's length in bytes
 TERMINAL_TYPES = frozenset({"job_finished", "job_failed", "job_interrupted", "job_cancelled"})
 Frame = str | bytes
+D = TypeVar("D", bound=BaseModel)
 
 
 # --- Job messages: each carries the job id, its per-job sequence number and creation time. ---
@@ -47,49 +69,42 @@ class JobQueuedData(JobData):
     position: int = Field(description="Pending jobs ahead of this one when it was queued.")
 
 
-class JobStartedData(JobData):
-    nodes: list[str] = Field(description="The planned nodes, in execution order.")
+# The payloads of messages that report an engine event are that event's own fields (a base
+# class listed first puts its fields after the job fields, as the protocol documents them).
 
 
-class NodesCachedData(JobData):
-    nodes: list[str] = Field(description="Planned nodes served from the cache; they do not run.")
+class JobStartedData(RunStartedFields, JobData):
+    pass
 
 
-class NodeStartedData(JobData):
-    node_id: str
-    node_type: str
+class NodesCachedData(NodesCachedFields, JobData):
+    pass
 
 
-class ProgressData(JobData):
-    node_id: str
-    value: int
-    max: int
+class NodeStartedData(NodeStartedFields, JobData):
+    pass
+
+
+class ProgressData(ProgressFields, JobData):
     preview: bool = Field(description="A binary preview frame with the same seq follows.")
 
 
-class NodeFinishedData(JobData):
-    node_id: str
-    node_type: str
+class NodeFinishedData(NodeFinishedFields, JobData):
+    # Always present on the wire, where the engine event has defaults; `output` replaces `ui`.
     cached: bool
     seconds: float
     output: UiOutput | None = Field(description="What the node shows; files carry a `url`.")
 
 
-class JobFinishedData(JobData):
-    outputs: dict[str, UiOutput | None]
-    executed: list[str]
-    cached: list[str]
-    seconds: float
+class JobFinishedData(RunFinishedFields[UiOutput], JobData):
+    pass
 
 
-class JobFailedData(JobData):
-    error: JobError
-    executed: list[str]
+class JobFailedData(RunFailedFields[JobError], JobData):
+    pass
 
 
-class JobInterruptedData(JobData):
-    node_id: str | None
-    executed: list[str]
+class JobInterruptedData(RunInterruptedFields, JobData):
     reason: InterruptReason
 
 
@@ -367,13 +382,12 @@ def encode(message: BaseModel) -> str:
     return message.model_dump_json()
 
 
-def job_event(message: BaseModel, client_id: str | None, preview: bytes | None = None) -> JobEvent:
+def job_event(message: JobMessage, client_id: str | None, preview: bytes | None = None) -> JobEvent:
     """Wrap a job message (JobQueued, ...) as a loggable event."""
-    data = message.data  # type: ignore[attr-defined]
     return JobEvent(
-        job_id=data.job_id,
-        seq=data.seq,
-        type=message.type,  # type: ignore[attr-defined]
+        job_id=message.data.job_id,
+        seq=message.data.seq,
+        type=message.type,
         text=encode(message),
         client_id=client_id,
         preview=preview,
@@ -400,62 +414,41 @@ def parse_preview_frame(frame: bytes) -> tuple[dict[str, Any], bytes]:
 
 
 def message_for_engine_event(
-    job_id: str, seq: int, event: Any, reason: InterruptReason, preview: bool
-) -> BaseModel:
+    job_id: str, seq: int, event: Event, reason: InterruptReason, preview: bool
+) -> JobMessage:
     """The job message for one executor event; `reason` is used if it is an interruption."""
-    base: dict[str, Any] = {"job_id": job_id, "seq": seq, "time": event.time}
-    kind = event.type
-    if kind == "run_started":
-        return JobStarted(data=JobStartedData(**base, nodes=event.nodes))
-    if kind == "nodes_cached":
-        return NodesCached(data=NodesCachedData(**base, nodes=event.nodes))
-    if kind == "node_started":
-        return NodeStarted(
-            data=NodeStartedData(**base, node_id=event.node_id, node_type=event.node_type)
-        )
-    if kind == "progress":
-        return Progress(
-            data=ProgressData(
-                **base, node_id=event.node_id, value=event.value, max=event.max, preview=preview
-            )
-        )
-    if kind == "node_finished":
-        return NodeFinished(
-            data=NodeFinishedData(
-                **base,
-                node_id=event.node_id,
-                node_type=event.node_type,
-                cached=event.cached,
-                seconds=event.seconds,
-                output=with_view_urls(event.ui),
-            )
-        )
-    if kind == "run_finished":
-        return JobFinished(
-            data=JobFinishedData(
-                **base,
-                outputs={k: with_view_urls(v) for k, v in event.outputs.items()},
-                executed=event.executed,
-                cached=event.cached,
-                seconds=event.seconds,
-            )
-        )
-    if kind == "run_failed":
-        return JobFailed(
-            data=JobFailedData(
-                **base, error=node_failure_error(event.error), executed=event.executed
-            )
-        )
-    if kind == "run_interrupted":
-        return JobInterrupted(
-            data=JobInterruptedData(
-                **base, node_id=event.node_id, executed=event.executed, reason=reason
-            )
-        )
-    raise ValueError(f"unknown engine event {kind!r}")
+    job = JobData(job_id=job_id, seq=seq, time=event.time)
+    match event:
+        case RunStarted():
+            return JobStarted(data=_payload(JobStartedData, job, event))
+        case EngineNodesCached():
+            return NodesCached(data=_payload(NodesCachedData, job, event))
+        case EngineNodeStarted():
+            return NodeStarted(data=_payload(NodeStartedData, job, event))
+        case EngineProgress():
+            return Progress(data=_payload(ProgressData, job, event, preview=preview))
+        case EngineNodeFinished():
+            output = with_view_urls(event.ui)
+            return NodeFinished(data=_payload(NodeFinishedData, job, event, output=output))
+        case RunFinished():
+            outputs = {k: with_view_urls(v) for k, v in event.outputs.items()}
+            return JobFinished(data=_payload(JobFinishedData, job, event, outputs=outputs))
+        case RunFailed():
+            error = node_failure_error(event.error)
+            return JobFailed(data=_payload(JobFailedData, job, event, error=error))
+        case RunInterrupted():
+            return JobInterrupted(data=_payload(JobInterruptedData, job, event, reason=reason))
+    assert_never(event)
 
 
-def node_failure_error(failure: Any) -> JobError:
+def _payload(kind: type[D], job: JobData, event: BaseModel, **replaced: Any) -> D:
+    """A `kind` payload: the job's fields, the fields it shares with `event`, then `replaced`."""
+    names = (kind.model_fields.keys() & type(event).model_fields.keys()) - replaced.keys()
+    shared = {name: getattr(event, name) for name in names - {"time"}}
+    return kind(**shared, **dict(job), **replaced)
+
+
+def node_failure_error(failure: NodeFailure) -> JobError:
     """A JobError for the engine's NodeFailure."""
     return JobError(
         code="node_failed",

@@ -11,9 +11,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
-from engine.events import TERMINAL_EVENTS
+from engine.events import (
+    Event,
+    NodeFinished,
+    NodesCached,
+    Progress,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    TerminalEvent,
+)
 from server.messages import (
     JobEvent,
     job_event,
@@ -53,7 +61,7 @@ class JobRecorder:
         self._cached: list[str] = []
         self._executed: list[str] = []
 
-    def on_event(self, event: Any) -> None:
+    def on_event(self, event: Event) -> None:
         """Record one executor event; never raises into the executor."""
         try:
             self._record(event)
@@ -76,21 +84,21 @@ class JobRecorder:
         except Exception:
             log.exception("could not record the failure of job %s", self.job_id)
 
-    def _record(self, event: Any) -> None:
+    def _record(self, event: Event) -> None:
         seq = self.seq + 1
         frame = None
-        if event.type == "progress" and event.preview is not None:
+        if isinstance(event, Progress) and event.preview is not None:
             jpeg = encode_preview(event.preview)
             if jpeg is not None:
                 frame = preview_frame(self.job_id, event.node_id, seq, PREVIEW_MIME, jpeg)
-        if event.type == "nodes_cached":
+        if isinstance(event, NodesCached):
             self._cached = list(event.nodes)
-        elif event.type == "node_finished" and not event.cached:
+        elif isinstance(event, NodeFinished) and not event.cached:
             self._executed.append(event.node_id)
         message = message_for_engine_event(
             self.job_id, seq, event, self._interrupt_reason(), preview=frame is not None
         )
-        outcome = self._outcome(event) if event.type in TERMINAL_EVENTS else None
+        outcome = self._outcome(event) if isinstance(event, TerminalEvent) else None
         published = job_event(message, self.client_id, frame)
         if outcome is None and _followed_at_once(event):
             self._deferred.append(published)
@@ -98,11 +106,11 @@ class JobRecorder:
             return
         self._commit(published, outcome)
 
-    def _outcome(self, event: Any) -> JobOutcome:
+    def _outcome(self, event: TerminalEvent) -> JobOutcome:
         now = time.time()
-        if event.type == "run_finished":
+        if isinstance(event, RunFinished):
             return JobOutcome("finished", now, event.executed, event.cached, event.outputs)
-        if event.type == "run_failed":
+        if isinstance(event, RunFailed):
             error = node_failure_error(event.error).model_dump(mode="json")
             return JobOutcome("failed", now, event.executed, self._cached, {}, error=error)
         interrupted = {"node_id": event.node_id, "reason": self._interrupt_reason()}
@@ -123,8 +131,8 @@ class JobRecorder:
             self._publish(published)
 
 
-def _followed_at_once(event: Any) -> bool:
+def _followed_at_once(event: Event) -> bool:
     """Engine events that another always follows without any work in between."""
-    return event.type in ("run_started", "nodes_cached") or (
-        event.type == "node_finished" and event.cached
+    return isinstance(event, RunStarted | NodesCached) or (
+        isinstance(event, NodeFinished) and event.cached
     )

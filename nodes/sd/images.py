@@ -140,42 +140,10 @@ def to_8bit(pixels: torch.Tensor, truncate: bool = False) -> torch.Tensor:
     return (scaled if truncate else scaled.round()).to(torch.uint8)
 
 
-def generation_parameters(document: dict[str, Any]) -> dict[str, Any]:
-    """The settings a person wants to see in a saved image: prompts, sampler settings, models."""
-    nodes = document.get("nodes", {})
-    found: dict[str, Any] = {}
-    for node_id, entry in nodes.items():
-        kind, inputs = entry.get("type"), entry.get("inputs", {})
-        if kind == "Sample":
-            found.setdefault("sampling", {})[node_id] = inputs
-            for role in ("positive", "negative"):
-                text = _prompt_text(nodes, entry.get("links", {}).get(role))
-                if text is not None:
-                    found.setdefault(f"{role}_prompt", text)
-        elif kind in ("LoadCheckpoint", "LoadLora", "LoadVAE", "LoadControlNet"):
-            found.setdefault("models", {})[node_id] = inputs
-        elif kind == "EmptyLatent":
-            found["size"] = [inputs.get("width"), inputs.get("height")]
-    return found
-
-
-def _prompt_text(nodes: dict[str, Any], link: str | None, depth: int = 0) -> str | None:
-    """Follow a conditioning link back to the text it was encoded from."""
-    if link is None or depth > 8:
-        return None
-    entry = nodes.get(link.split(".")[0], {})
-    if "text" in entry.get("inputs", {}):
-        return str(entry["inputs"]["text"])
-    links = entry.get("links", {})
-    for name in ("tokens", "conditioning", "text"):
-        if name in links:
-            return _prompt_text(nodes, links[name], depth + 1)
-    return None
-
-
-def png_text(document: dict[str, Any]) -> dict[str, str]:
-    """The text chunks a saved PNG carries: the whole graph, and its generation parameters."""
+def png_text(document: dict[str, Any], parameters: str) -> dict[str, str]:
+    """The text chunks a saved PNG carries: the whole graph, and its generation parameters
+    (A1111-style infotext, see `nodes.sd.infotext`)."""
     return {
         GRAPH_CHUNK: json.dumps(document, separators=(",", ":")),
-        PARAMETERS_CHUNK: json.dumps(generation_parameters(document), separators=(",", ":")),
+        PARAMETERS_CHUNK: parameters,
     }

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from engine.context import CancelToken
+from engine.events import EventSink
 from engine.outputs import OutputStore
 from server.schemas import WorkerInfo
 
@@ -40,7 +41,7 @@ class JobRun:
     graph: dict[str, Any]
     cancel: CancelToken
     # Called with each engine event, in order, from a thread of the backend's (never the loop).
-    on_event: Callable[[Any], None]
+    on_event: EventSink
     outputs: OutputStore
     # The planned nodes' lineage keys, for routing; empty when the server could not plan it.
     keys: dict[str, str] = field(default_factory=dict)

@@ -20,6 +20,7 @@ from typing import Any
 
 from engine.config import Paths
 from engine.errors import GraphError, GraphValidationError
+from engine.events import Event
 from server.backends.base import JobRun, WorkerCrash, WorkerLost
 from server.backends.ray_router import WorkerView, choose_worker
 from server.backends.ray_worker import GraphWorker, WorkerConfig
@@ -270,7 +271,8 @@ class RayBackend:
             for ref in worker.actor.run.remote(run.job_id, run.graph):
                 item = ray.get(ref)
                 if item[0] == "event":
-                    run.on_event(item[1])
+                    event: Event = item[1]  # what GraphWorker.run yields: an engine event
+                    run.on_event(event)
                 elif item[0] == "files":
                     _, request, subfolder, stem, suffix, files = item
                     try:

@@ -23,6 +23,7 @@ from typing import Any
 from engine.config import Paths
 from engine.context import CancelToken
 from engine.errors import GraphValidationError
+from engine.events import Event, Progress
 from engine.executor import Executor
 from server.previews import encode_preview
 
@@ -202,8 +203,8 @@ class _StreamedOutputs:
         return names
 
 
-def _portable(event: Any) -> Any:
+def _portable(event: Event) -> Event:
     """The event as it can cross to the server: a preview becomes JPEG bytes here."""
-    if getattr(event, "type", None) == "progress" and event.preview is not None:
+    if isinstance(event, Progress) and event.preview is not None:
         return event.model_copy(update={"preview": encode_preview(event.preview)})
     return event

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+import psutil
+
 from engine.cache import CacheEntry, OutputCache
 from engine.placement import Budgets
 
@@ -125,6 +127,19 @@ def test_offload_models_on_request() -> None:
 def test_default_budget_comes_from_free_memory() -> None:
     budgets = Budgets()
     assert budgets.limit("cpu") > 0
+    # Half of the RAM available now, measured independently (it moves a little meanwhile).
+    half_available = psutil.virtual_memory().available / 2
+    assert 0.8 * half_available < budgets.limit("cpu") < 1.2 * half_available
+    assert budgets.as_dict() == {"cpu": budgets.limit("cpu")}  # decided once, then kept
+
+
+def test_a_budget_set_or_given_wins_over_the_default() -> None:
+    asked: list[str] = []
+    budgets = Budgets({"cuda:0": 5 * MB}, default=lambda device: asked.append(device) or 7 * MB)
+    assert budgets.limit("cuda:0") == 5 * MB and asked == []
+    assert budgets.limit("cpu") == budgets.limit("cpu") == 7 * MB and asked == ["cpu"]
+    budgets.set("cpu", 9 * MB)
+    assert budgets.limit("cpu") == 9 * MB
 
 
 class TenMegabytesEach:

@@ -132,6 +132,10 @@ def test_run_failure_exits_non_zero_naming_the_node(tmp_path: Path) -> None:
 def test_nodes_and_schema(tmp_path: Path) -> None:
     listing = cli("nodes", cwd=tmp_path)
     assert listing.returncode == 0 and "SlowSteps" in listing.stdout and "Int" in listing.stdout
+    # Each line is "category type (inputs) -> outputs": look the types up by column, since
+    # "Int" is also part of "ShowInt" and of the port type "INT".
+    columns = {line.split()[1]: line.split()[0] for line in listing.stdout.splitlines() if line}
+    assert columns["Int"] == "primitives" and columns["SlowSteps"] == "test/slow"
     catalog = json.loads(cli("nodes", "--json", cwd=tmp_path).stdout)
     assert "Constant" in catalog["nodes"]
     schema = json.loads(cli("schema", cwd=tmp_path).stdout)

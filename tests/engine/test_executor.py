@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from engine.context import CancelToken
+from engine.config import Paths
+from engine.context import CancelToken, RunContext
 from engine.errors import GraphValidationError
 from engine.executor import Executor
+from engine.node import Input, Node, node
+from engine.registry import Registry
 from tests.engine import testing_nodes
 from tests.engine.conftest import chain_graph
+from tests.engine.testing_nodes import IntOut, ShowInt
 
 RUNS = testing_nodes.RUNS
 
@@ -39,9 +44,12 @@ def test_identical_resubmission_executes_zero_nodes(executor: Executor) -> None:
 
 def test_changed_input_reruns_that_node_and_its_descendants_only(executor: Executor) -> None:
     executor.run(chain_graph(factor=1.5))
+    RUNS.clear()
     result = executor.run(chain_graph(factor=2.0))
     assert result.executed == ["scale", "fmt", "show"]
     assert result.ui["show"] == {"text": ["10.00"]}
+    # What really ran, counted inside the nodes rather than taken from the executor's own list.
+    assert RUNS == {"Scale": 1, "Format": 1, "Show": 1}
 
 
 def test_two_graphs_alternate_without_losing_each_others_cache(executor: Executor) -> None:
@@ -53,9 +61,13 @@ def test_two_graphs_alternate_without_losing_each_others_cache(executor: Executo
         }
     }
     assert executor.run(x).executed
+    RUNS.clear()
     assert executor.run(y).executed == ["k", "out"]
+    assert RUNS == {"Constant": 1, "ShowInt": 1}
+    RUNS.clear()
     assert executor.run(x).executed == []
     assert executor.run(y).executed == []
+    assert sum(RUNS.values()) == 0
 
 
 def test_node_ids_do_not_matter_only_structure(executor: Executor) -> None:
@@ -69,14 +81,18 @@ def test_node_ids_do_not_matter_only_structure(executor: Executor) -> None:
         }
     }
     # Only the new output node runs: its upstream has the same lineage keys as before.
+    RUNS.clear()
     assert executor.run(renamed).executed == ["print"]
+    assert RUNS == {"ShowInt": 1}
 
 
 def test_defaults_and_explicit_defaults_share_a_cache_key(executor: Executor) -> None:
     graph = chain_graph()
     executor.run(graph)
     graph["nodes"]["fmt"]["inputs"]["loud"] = False  # the default, now written out
+    RUNS.clear()
     assert executor.run(graph).executed == []
+    assert sum(RUNS.values()) == 0
 
 
 def test_structurally_identical_nodes_compute_once(executor: Executor) -> None:
@@ -112,10 +128,13 @@ def test_volatile_node_follows_its_fingerprint(executor: Executor, tmp_path: Pat
         }
     }
     assert executor.run(graph).executed == ["read", "show"]
+    RUNS.clear()
     assert executor.run(graph).executed == []  # same content, same fingerprint
+    assert sum(RUNS.values()) == 0
     source.write_text("changed")
     result = executor.run(graph)
     assert result.executed == ["read", "show"]
+    assert RUNS == {"ReadFile": 1, "Show": 1}
     assert result.ui["show"] == {"text": ["changed"]}
 
 
@@ -143,6 +162,24 @@ def test_failing_fingerprint_reruns_the_node_and_its_run_reports_the_error(
     assert result.status == "failed"
     assert result.error is not None and result.error.node_id == "read"
     assert result.error.exception_type == "FileNotFoundError"
+
+
+def test_failing_fingerprint_reruns_the_node_every_time_and_says_why(
+    executor: Executor, caplog: pytest.LogCaptureFixture
+) -> None:
+    graph = {
+        "nodes": {
+            "src": {"type": "UnreadableFingerprint", "inputs": {"value": 4}},
+            "out": {"type": "ShowInt", "links": {"value": "src.value"}},
+        }
+    }
+    with caplog.at_level(logging.WARNING, logger="engine.executor"):
+        first, second = executor.run(graph), executor.run(graph)
+    assert first.executed == second.executed == ["src", "out"]
+    assert RUNS["UnreadableFingerprint"] == 2 and RUNS["ShowInt"] == 2
+    assert second.ui["out"] == {"value": [4]}
+    warnings = [r for r in caplog.records if "fingerprint of src failed" in r.getMessage()]
+    assert len(warnings) >= 2 and warnings[0].exc_info is not None
 
 
 def test_runtime_error_keeps_executor_usable_and_cache_intact(executor: Executor) -> None:
@@ -174,9 +211,11 @@ def test_runtime_error_keeps_executor_usable_and_cache_intact(executor: Executor
             "out": {"type": "ShowInt", "links": {"value": "b.value"}},
         }
     }
+    RUNS.clear()
     result = executor.run(fixed)
     assert result.status == "finished"
     assert result.executed == ["out"]
+    assert RUNS == {"ShowInt": 1}
     assert result.ui["out"] == {"value": [3]}
 
 
@@ -214,9 +253,11 @@ def test_interrupt_in_the_middle_of_a_node(executor: Executor) -> None:
     assert events[-1].type == "run_interrupted" and events[-1].node_id == "slow"
     # The executor is usable afterwards, and the node that completed stays cached.
     graph["nodes"]["slow"]["inputs"]["steps"] = 3
+    RUNS.clear()
     result = executor.run(graph)
     assert result.status == "finished"
     assert result.executed == ["slow", "out"]
+    assert RUNS == {"SlowSteps": 1, "ShowInt": 1}
 
 
 def test_cancel_before_start_interrupts_between_nodes(executor: Executor) -> None:
@@ -295,3 +336,40 @@ def test_release_intermediates_drops_what_no_pending_node_reads(registry, paths)
     assert result.status == "finished"
     # Only the target (output) nodes' entries survive the run.
     assert len(executor.cache) == 2
+
+
+def test_a_node_version_bump_changes_its_cache_key_and_its_descendants(paths: Paths) -> None:
+    """A new version of a node's code must not be served the old version's cached outputs."""
+
+    def registry_with(version: str) -> Registry:
+        @node("Versioned", category="test/math", version=version)
+        class Versioned(Node):
+            """Returns its input; its code changes between versions."""
+
+            value: int = Input(0)
+
+            def run(self, ctx: RunContext) -> IntOut:
+                RUNS[f"Versioned {version}"] += 1
+                return IntOut(value=self.value)
+
+        registry = Registry()
+        registry.add(Versioned)
+        registry.add(ShowInt)
+        return registry
+
+    graph = {
+        "nodes": {
+            "v": {"type": "Versioned", "inputs": {"value": 5}},
+            "out": {"type": "ShowInt", "links": {"value": "v.value"}},
+        }
+    }
+    old = Executor(registry_with("1.0.0"), paths=paths)
+    new = Executor(registry_with("1.1.0"), paths=paths, cache=old.cache)
+    same = Executor(registry_with("1.0.0"), paths=paths, cache=old.cache)
+    old_keys, new_keys = old.plan(graph).keys, new.plan(graph).keys
+    assert old_keys["v"] != new_keys["v"] and old_keys["out"] != new_keys["out"]
+    assert same.plan(graph).keys == old_keys  # the key depends on the version, not the class
+    assert old.run(graph).executed == ["v", "out"]
+    assert same.run(graph).executed == []
+    assert new.run(graph).executed == ["v", "out"]
+    assert RUNS["Versioned 1.0.0"] == 1 and RUNS["Versioned 1.1.0"] == 1

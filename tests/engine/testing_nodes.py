@@ -156,6 +156,20 @@ class Random(Node):
         return IntOut(value=RUNS["Random"])
 
 
+@node("UnreadableFingerprint", category="test/io", volatile=True)
+class UnreadableFingerprint(Node):
+    """Volatile, and its fingerprint always raises: the executor must run it every time."""
+
+    value: int = Input(0)
+
+    def fingerprint(self, paths: Paths) -> str:
+        raise OSError("the source cannot be read")
+
+    def run(self, ctx: RunContext) -> IntOut:
+        RUNS["UnreadableFingerprint"] += 1
+        return IntOut(value=self.value)
+
+
 # Set by Block when it starts its one long call.
 BLOCK_STARTED = threading.Event()
 

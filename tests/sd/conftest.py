@@ -29,3 +29,14 @@ def tiny_sdxl(tmp_path_factory: pytest.TempPathFactory) -> TinyFamilyModel:
 def tiny_sd2(tmp_path_factory: pytest.TempPathFactory) -> TinyFamilyModel:
     """A tiny SD2 v-prediction single file with an OpenCLIP-H-layout text encoder."""
     return build_tiny_sd2(tmp_path_factory.mktemp("tiny-sd2"))
+
+
+# The sampling tests' tiny UNets, ControlNets and embeddings (module-scoped: built per module).
+from tests.sd.sampling_setup import (  # noqa: E402
+    controlnets,  # noqa: F401
+    embeds,  # noqa: F401
+    hints,  # noqa: F401
+    sd_unet,  # noqa: F401
+    sdxl_unet,  # noqa: F401
+    unet_batches,  # noqa: F401
+)

@@ -262,3 +262,49 @@ def test_parse_lora_reads_alpha_and_rank(tiny_models: TinyModels) -> None:
         layer.alpha is None and layer.scale == 1.0
         for layer in parse_lora(load_file(tiny_models.lora_diffusers))
     )
+
+
+def _diffusers_pipeline(tiny_models: TinyModels) -> Any:
+    """A diffusers SD pipeline on copies of the tiny UNet and text encoder (nothing from a hub)."""
+    import copy
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    pipe = StableDiffusionPipeline(
+        vae=tiny_models.vae,
+        text_encoder=copy.deepcopy(tiny_models.text_encoder),
+        tokenizer=clip_tokenizer(),
+        unet=copy.deepcopy(tiny_models.unet),
+        scheduler=EulerDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.mark.parametrize("strength", [1.0, 0.6])
+def test_merge_matches_diffusers_load_lora_weights_and_fuse_lora(
+    tiny_models: TinyModels, models: tuple[UNetModel, ClipModel], strength: float
+) -> None:
+    """Against diffusers (through peft): the same file fused at the same scale gives the same
+    weights, in the UNet and the text encoder."""
+    pipe = _diffusers_pipeline(tiny_models)
+    pipe.load_lora_weights(load_file(tiny_models.lora_diffusers))
+    pipe.fuse_lora(components=["unet", "text_encoder"], lora_scale=strength)
+    pipe.unload_lora_weights()  # keeps the fused weights, drops the peft layers
+    unet, clip = apply_lora(*models, tiny_models.lora_diffusers, strength, strength, name="x")
+    assert unet is not None and clip is not None
+    theirs = {**_prefixed("unet.", pipe.unet), **_prefixed("te.", pipe.text_encoder)}
+    ours = {**_prefixed("unet.", unet.unet), **_prefixed("te.", clip.text_encoder)}
+    assert theirs.keys() == ours.keys()
+    base = {**_prefixed("unet.", tiny_models.unet), **_prefixed("te.", tiny_models.text_encoder)}
+    changed = [k for k in ours if not torch.equal(ours[k], base[k])]
+    assert len(changed) == len(DIFFUSERS_UNET_TARGETS) + len(DIFFUSERS_TEXT_TARGETS)
+    for key in ours:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+def _prefixed(prefix: str, module: Any) -> dict[str, torch.Tensor]:
+    return {prefix + k: v for k, v in module.state_dict().items()}

@@ -18,6 +18,7 @@ from engine.executor import Executor
 from engine.registry import default_registry
 from nodes.sd.tiny_models import TinyModels
 from nodes.sd.values import Image, Latent
+from tests.sd.infotext_reader import infotext_fields, read_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
@@ -58,12 +59,50 @@ def test_txt2img_writes_a_png_carrying_its_graph(executor: Executor, folders: Pa
     assert png.size == (64, 64)
     graph = json.loads(png.text["latentgraph.graph"])
     assert graph["nodes"]["sampler"]["inputs"]["steps"] == 4
-    parameters = json.loads(png.text["parameters"])
-    assert parameters["positive_prompt"] == "a red circle on a blue background"
+    parameters = read_parameters(folders.output / saved["subfolder"] / saved["filename"])
+    assert parameters.prompts == ["a red circle on a blue background"]
+    # A1111-style text, complete with the inputs the file leaves at their defaults.
+    assert png.text["parameters"] == (
+        "a red circle on a blue background\n"
+        "Steps: 4, Sampler: Euler, Schedule type: Normal, CFG scale: 7.5, Seed: 7, Size: 64x64, "
+        "Model: latentgraph-shapes"
+    )
+    assert parameters.sampler == "Euler" and parameters.model == "latentgraph-shapes"
+    assert parameters.settings == {"cfg_scale": "7.5", "seed": "7", "steps": "4"}
     progress = [e for e in events if e.type == "progress"]
     assert [e.value for e in progress] == [1, 2, 3, 4] and progress[0].max == 4
     preview = progress[0].preview()  # each step's event carries a thunk drawing a small preview
     assert isinstance(preview, PILImage.Image) and preview.size[0] >= 8
+
+
+def test_a_controlnet_graph_saves_its_prompts_defaults_and_controlnet_a1111_style(
+    executor: Executor, folders: Paths
+) -> None:
+    graph = small(json.loads((ROOT / "graphs" / "controlnet.json").read_text()), steps=2)
+    graph["nodes"]["hint"]["inputs"]["image"] = "hint.png"
+    graph["nodes"]["negative"]["inputs"]["text"] = "blurry, dark"
+    result = executor.run(graph)
+    assert result.status == "finished", result.error
+    (saved,) = result.ui["save"]["images"]
+    path = folders.output / saved["subfolder"] / saved["filename"]
+    text = PILImage.open(path).text
+    assert text["parameters"] == (
+        "a yellow square on a purple background\n"
+        "Negative prompt: blurry, dark\n"
+        # sampler and scheduler are not in the file: their defaults are what ran
+        "Steps: 2, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 3, Size: 64x64, "
+        "Model: latentgraph-shapes, ControlNet 0: "
+        '"Model: latentgraph-shapes-controlnet, Weight: 1, Guidance Start: 0, Guidance End: 1"'
+    )
+    assert json.loads(text["latentgraph.graph"]) == graph  # our graph JSON beside it
+    parameters = read_parameters(path)  # as another tool reads it
+    assert parameters.prompts == ["a yellow square on a purple background"]
+    assert parameters.negative_prompts == ["blurry, dark"]
+    assert (parameters.sampler, parameters.model) == ("Euler", "latentgraph-shapes")
+    assert parameters.settings == {"cfg_scale": "7", "seed": "3", "steps": "2"}
+    assert infotext_fields(text["parameters"])["ControlNet 0"] == (
+        "Model: latentgraph-shapes-controlnet, Weight: 1, Guidance Start: 0, Guidance End: 1"
+    )
 
 
 def test_identical_rerun_executes_nothing_and_a_new_seed_only_samples_again(
@@ -252,36 +291,56 @@ def test_tiled_decode_blends_seams_better_than_hard_tiles(tiny_models: TinyModel
     assert encoded.shape == (1, 4, 16, 16)
 
 
-@pytest.mark.parametrize(
-    ("inputs", "input_name", "fragment"),
-    [
-        ({"image": "broken.png"}, "image", "not a readable image"),
-        ({"image": "../escape.png"}, "image", "outside the input folder"),
-    ],
-)
-def test_bad_images_fail_cleanly_naming_node_and_input(
-    executor: Executor, inputs: dict, input_name: str, fragment: str
-) -> None:
-    nodes = {
-        "image": {"type": "LoadImage", "inputs": inputs},
-        "save": {"type": "SaveImage", "links": {"images": "image.image"}},
-    }
-    from engine.errors import GraphValidationError
-
-    try:
-        result = executor.run({"nodes": nodes})
-    except GraphValidationError as exc:  # a name not among the choices is refused up front
-        (error,) = exc.errors
-        assert (error.code.value, error.node_id, error.input) == (
-            "value_not_in_choices",
-            "image",
-            "image",
-        )
-        return
+def test_bad_image_fails_cleanly_naming_node_and_input(executor: Executor) -> None:
+    result = executor.run(_load_and_save("broken.png"))
     assert result.status == "failed"
     assert result.error is not None
-    assert (result.error.node_id, result.error.input) == ("image", input_name)
-    assert fragment in result.error.message
+    assert (result.error.node_id, result.error.input) == ("image", "image")
+    assert "not a readable image" in result.error.message
+
+
+def test_an_image_path_leaving_the_input_folder_is_refused_before_anything_runs(
+    executor: Executor,
+) -> None:
+    from engine.errors import GraphValidationError
+
+    events: list = []
+    with pytest.raises(GraphValidationError) as refused:
+        executor.run(_load_and_save("../escape.png"), on_event=events.append)
+    (error,) = refused.value.errors
+    assert (error.code.value, error.node_id, error.input) == (
+        "value_not_in_choices",
+        "image",
+        "image",
+    )
+    assert events == []
+
+
+def test_load_image_refuses_a_listed_file_that_links_out_of_the_input_folder(
+    executor: Executor, folders: Paths, tmp_path: Path
+) -> None:
+    """The runtime guard: a symlink is listed among the choices, so validation lets it through."""
+    outside = tmp_path / "outside.png"
+    PILImage.new("RGB", (8, 8)).save(outside)
+    link = folders.input / "escape-link.png"
+    link.symlink_to(outside)
+    try:
+        result = executor.run(_load_and_save("escape-link.png"))
+    finally:
+        link.unlink()
+    assert result.status == "failed" and result.error is not None
+    assert (result.error.node_id, result.error.input) == ("image", "image")
+    assert "outside the input folder" in result.error.message
+    assert result.executed == []
+
+
+def _load_and_save(image: str) -> dict:
+    return {
+        "nodes": {
+            "image": {"type": "LoadImage", "inputs": {"image": image}},
+            "save": {"type": "SaveImage", "links": {"images": "image.image"}},
+        }
+    }
 
 
 def test_corrupt_checkpoint_fails_cleanly(executor: Executor, folders: Paths) -> None:
@@ -365,3 +424,48 @@ def test_primitive_nodes_feed_and_show_values(executor: Executor) -> None:
     result = executor.run({"nodes": nodes, "outputs": ["flag", "show"]})
     assert result.values["flag"] == {"value": True}
     assert result.ui["show"] == {"text": ["hello"]}
+
+
+def test_replacing_a_model_file_reloads_it(tiny_models: TinyModels, tmp_path: Path) -> None:
+    """Loaders are fingerprinted by the file's size and time: a new file under the same name
+    is loaded again, and what depends on it computes again with the new weights."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    models = tmp_path / "models"
+    (models / "vae").mkdir(parents=True)
+    swapped = models / "vae" / "swap.safetensors"
+    shutil.copy(tiny_models.vae_file, swapped)
+    executor = Executor(default_registry(), paths=Paths.resolve(models=models, output=tmp_path))
+    graph = {
+        "nodes": {
+            "vae": {"type": "LoadVAE", "inputs": {"vae": "swap.safetensors"}},
+            "latent": {"type": "EmptyLatent", "inputs": {"width": 32, "height": 32}},
+            "decode": {"type": "VAEDecode", "links": {"vae": "vae.vae", "latent": "latent.latent"}},
+        },
+        "outputs": ["decode"],
+    }
+    first = executor.run(graph)
+    assert first.executed == ["vae", "latent", "decode"]
+    assert executor.run(graph).executed == []
+    weights = load_file(swapped)
+    metadata = safe_open_metadata(swapped)
+    save_file(
+        {k: v * 1.5 if v.is_floating_point() else v for k, v in weights.items()},
+        swapped,
+        metadata=metadata,
+    )
+    later = swapped.stat().st_mtime_ns + 10**9  # a coarse file-system clock might not tick
+    os.utime(swapped, ns=(later, later))
+    again = executor.run(graph)
+    assert again.executed == ["vae", "decode"]
+    before, after = first.values["decode"]["image"].pixels, again.values["decode"]["image"].pixels
+    assert not torch.equal(before, after)  # decoded with the new weights, not a cached model
+
+
+def safe_open_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as opened:
+        return opened.metadata() or {}

@@ -20,10 +20,13 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from diffusers import (
+    DDIMScheduler,
     DPMSolverMultistepScheduler,
+    DPMSolverSDEScheduler,
     EulerAncestralDiscreteScheduler,
     EulerDiscreteScheduler,
     HeunDiscreteScheduler,
+    KDPM2DiscreteScheduler,
     LMSDiscreteScheduler,
     UniPCMultistepScheduler,
 )
@@ -106,6 +109,9 @@ def test_the_registry_holds_every_sampler_the_node_offers() -> None:
 
     assert set(SAMPLER_NAMES) <= set(SAMPLERS)
     assert ANCESTRAL_SAMPLERS | SDE_SAMPLERS <= set(SAMPLERS)
+    # Equal, and in the same order: a sampler added on one side only is either unreachable from
+    # graphs or offered without an implementation.
+    assert list(SAMPLER_NAMES) == list(SAMPLERS)
 
 
 @pytest.mark.parametrize("scheduler", SCHEDULERS)
@@ -412,3 +418,92 @@ def test_sde_samplers_sample_the_data_distribution(name: str) -> None:
     assert out.mean().item() == pytest.approx(MU, abs=0.02)
     # The result is not the deterministic solution: fresh noise went in.
     assert (out - exact_ode(x, float(sigmas[0]), 0.0)).std().item() > 0.1
+
+
+def _drive_two_stage(
+    reference: Any, x: torch.Tensor, mid_sigma: Callable[[Any], float]
+) -> torch.Tensor:
+    """Run a diffusers two-stage (KDPM2, DPM-Solver-SDE) scheduler with `wobbly_denoiser` as eps model.
+
+    Each step is two `step` calls, the second evaluating the model at the mid sigma
+    (`mid_sigma(reference)`), except for the last step, which is one Euler call.
+    """
+    reference.set_begin_index(0)
+    sample = x
+    for t in reference.timesteps:
+        index = reference.step_index or 0
+        first = reference.state_in_first_order
+        sigma = float(reference.sigmas[index]) if first else mid_sigma(reference)
+        denoised = wobbly_denoiser(sample, torch.full((x.shape[0],), sigma))
+        sample = reference.step((sample - denoised) / sigma, t, sample).prev_sample
+    return sample
+
+
+def test_dpm_2_matches_diffusers_kdpm2() -> None:
+    sigmas = sampling_sigmas(SD, steps=10, denoise=1.0, scheduler="karras", sampler="dpm_2")
+    x = start_latent(float(sigmas[0]))
+    reference = KDPM2DiscreteScheduler(**DIFFUSERS_SD, prediction_type="epsilon")
+    reference.set_timesteps(len(sigmas) - 1)
+    # Our sigmas (ending at 0), laid out as diffusers' set_timesteps lays out its own: each inner
+    # sigma twice, with the midpoints (geometric means, as in k-diffusion) beside them.
+    levels = sigmas.float()
+    mids = levels.log().lerp(levels.roll(1).log(), 0.5).exp()
+    reference.sigmas = torch.cat([levels[:1], levels[1:].repeat_interleave(2), levels[-1:]])
+    reference.sigmas_interpol = torch.cat([mids[:1], mids[1:].repeat_interleave(2), mids[-1:]])
+    reference.timesteps = torch.arange(2 * len(levels) - 3, 0, -1, dtype=torch.float32)
+    expected = _drive_two_stage(reference, x, lambda r: float(r.sigmas_interpol[r.step_index]))
+    ours = SAMPLERS["dpm_2"](wobbly_denoiser, x, sigmas)
+    assert len(reference.timesteps) == 2 * (len(sigmas) - 1) - 1  # the last step is Euler
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+
+
+def test_dpmpp_sde_matches_diffusers_dpm_solver_sde_given_the_same_brownian_tree() -> None:
+    sigmas = sampling_sigmas(SD, steps=8, denoise=1.0, scheduler="karras", sampler="dpmpp_sde")
+    x = start_latent(float(sigmas[0]))
+    positive = sigmas[sigmas > 0]
+    low, high = float(positive.min()), float(positive.max())
+    reference = DPMSolverSDEScheduler(**DIFFUSERS_SD, prediction_type="epsilon")
+    reference.set_timesteps(len(sigmas) - 1)
+    levels = sigmas.float()
+    reference.sigmas = torch.cat([levels[:1], levels[1:-1].repeat_interleave(2), levels[-1:]])
+    reference.timesteps = torch.arange(2 * len(levels) - 3, 0, -1, dtype=torch.float32)
+    # diffusers asks for the noise at float32 sigmas; snapped to the float64 levels and midpoints
+    # that our sampler asks for, both draw the same Brownian increments (the rest agrees to 1e-7).
+    exact = [float(s) for s in sigmas] + [math.sqrt(a * b) for a, b in pairwise(map(float, sigmas))]
+
+    def snap(sigma: torch.Tensor) -> float:
+        return min(exact, key=lambda level: abs(level - float(sigma)))
+
+    tree = brownian_noise_sampler(9, x, low, high)  # set_timesteps resets it, so it goes after
+    reference.noise_sampler = lambda sigma, sigma_next: tree(snap(sigma), snap(sigma_next))
+    expected = _drive_two_stage(reference, x, lambda r: float(r.mid_point_sigma))
+    ours = SAMPLERS["dpmpp_sde"](
+        wobbly_denoiser, x, sigmas, noise_sampler=brownian_noise_sampler(9, x, low, high)
+    )
+    assert not torch.allclose(ours, SAMPLERS["dpmpp_sde"](wobbly_denoiser, x, sigmas))  # noisy
+    torch.testing.assert_close(ours, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("steps", [10, 7])
+def test_ddim_matches_diffusers_ddim_on_its_own_timesteps(steps: int) -> None:
+    """Deterministic DDIM (eta 0) in diffusers' variance-preserving form, on its timesteps."""
+    reference = DDIMScheduler(
+        **DIFFUSERS_SD,
+        prediction_type="sample",
+        clip_sample=False,
+        set_alpha_to_one=True,  # the last step lands on sigma 0, where our schedules end
+        steps_offset=1,
+        timestep_spacing="leading",
+    )
+    reference.set_timesteps(steps)
+    abar = reference.alphas_cumprod.double()
+    level = ((1 - abar) / abar).sqrt()
+    sigmas = torch.cat([level[reference.timesteps], torch.zeros(1, dtype=torch.float64)]).float()
+    x = start_latent(float(sigmas[0]))
+    sample = x / math.sqrt(1 + float(sigmas[0]) ** 2)  # VP form: x / sqrt(1 + sigma^2)
+    for t, sigma in zip(reference.timesteps, sigmas, strict=False):
+        x_ve = sample * math.sqrt(1 + float(sigma) ** 2)
+        x0 = wobbly_denoiser(x_ve, torch.full((x.shape[0],), float(sigma)))
+        sample = reference.step(x0, t, sample, eta=0.0).prev_sample
+    ours = sample_ddim(wobbly_denoiser, x, sigmas)
+    torch.testing.assert_close(ours, sample, rtol=0, atol=1e-5)

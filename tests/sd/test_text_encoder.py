@@ -114,3 +114,41 @@ def test_sdxl_needs_sdxl_tokens() -> None:
     )
     with pytest.raises(ValueError, match="tokens made for sdxl"):
         encode(clip, tokenize("cat", "sd1"))
+
+
+@pytest.mark.parametrize("clip_skip", [1, 2, 3])
+def test_clip_skip_matches_the_diffusers_pipeline_encode_prompt(
+    tiny_models: TinyModels, clip: ClipModel, clip_skip: int
+) -> None:
+    """diffusers counts the layers skipped (1 = penultimate); we count as A1111 (2 = penultimate)."""
+    import copy
+
+    from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
+
+    encoder = copy.deepcopy(tiny_models.text_encoder)
+    if not hasattr(encoder, "text_model"):
+        # diffusers 0.42's clip_skip path reads `text_model.final_layer_norm`, the transformers 4
+        # layout; transformers 5 keeps the norm on the model itself. A plain attribute (not a
+        # registered submodule) lets the pipeline find it on this copy.
+        object.__setattr__(encoder, "text_model", encoder)
+    pipe = StableDiffusionPipeline(
+        vae=tiny_models.vae,
+        text_encoder=encoder,
+        tokenizer=clip_tokenizer(),
+        unet=tiny_models.unet,
+        scheduler=EulerDiscreteScheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    prompt = "a photo of a cat"
+    with torch.no_grad():
+        theirs, _ = pipe.encode_prompt(
+            prompt,
+            device="cpu",
+            num_images_per_prompt=1,
+            do_classifier_free_guidance=False,
+            clip_skip=None if clip_skip == 1 else clip_skip - 1,
+        )
+    ours = encode(clip, tokenize(prompt), clip_skip=clip_skip).embeds
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-6)

@@ -24,6 +24,7 @@ from tests.server.nodes import server_registry
 
 T = TypeVar("T")
 TIMEOUT = 20.0
+API = "/api/v1"
 
 
 @dataclass
@@ -172,6 +173,30 @@ class Client:
 
 
 TERMINAL = {"job_finished", "job_failed", "job_interrupted", "job_cancelled"}
+
+
+async def post_job(http: aiohttp.ClientSession, url: str, body: dict) -> dict[str, Any]:
+    """Submit a job (`POST /api/v1/jobs`), asserting it was accepted; returns the 201 body."""
+    async with http.post(f"{url}{API}/jobs", json=body) as response:
+        assert response.status == 201, await response.text()
+        created: dict[str, Any] = await response.json()
+        return created
+
+
+async def submit(http: aiohttp.ClientSession, url: str, body: dict) -> str:
+    """Submit a job, asserting it was accepted; returns its id."""
+    return str((await post_job(http, url, body))["job_id"])
+
+
+async def submit_and_wait(http: aiohttp.ClientSession, url: str, document: dict) -> str:
+    """Submit a graph and poll its job until it is no longer pending or running; returns its id."""
+    job_id = await submit(http, url, {"graph": document})
+    for _ in range(400):
+        async with http.get(f"{url}{API}/jobs/{job_id}") as r:
+            if (await r.json())["status"] not in ("pending", "running"):
+                return job_id
+        await asyncio.sleep(0.025)
+    raise TimeoutError(job_id)
 
 
 def graph(*, value: int = 2, steps: int = 3, delay: float = 0.0, image: bool = True) -> dict:

@@ -52,13 +52,14 @@ class PreviewSteps(Node):
 
 @node("Gate", category="test/slow", volatile=True)
 class Gate(Node):
-    """Waits until the test opens gate `name` (checking for cancellation), then passes x on."""
+    """Waits until the test opens gate `name` (checking for cancellation), then passes x on.
+
+    Volatile with the default fingerprint (a fresh value), so that it runs, and waits, every
+    time: a gate served from the cache would let its job finish before the test opens it.
+    """
 
     x: int = Input(link_only=True)
     name: str = "gate"
-
-    def fingerprint(self) -> str:
-        return self.name
 
     def run(self, ctx: RunContext) -> IntOut:
         GATE_REACHED.setdefault(self.name, threading.Event()).set()

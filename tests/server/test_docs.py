@@ -13,7 +13,7 @@ from server.comfy.routes import comfy_paths
 from server.messages import ClientMessage, ServerMessage
 from server.openapi_file import OPENAPI_FILE, render
 from server.routes import ROUTES, api_description
-from tests.server.harness import RunningServer
+from tests.server.harness import API, RunningServer
 
 WEBSOCKET_DOC = OPENAPI_FILE.parent / "websocket.md"
 
@@ -53,7 +53,7 @@ def test_openapi_describes_every_route_and_every_reference_resolves() -> None:
     for ref in refs(document):
         assert ref.startswith("#/components/schemas/"), ref
         assert ref.rsplit("/", 1)[1] in schemas, ref
-    submit = document["paths"]["/api/v1/jobs"]["post"]
+    submit = document["paths"][f"{API}/jobs"]["post"]
     assert set(submit["responses"]) >= {"201", "400", "401", "403", "413"}
 
 
@@ -68,9 +68,9 @@ def test_websocket_doc_describes_every_message_type() -> None:
 def test_the_server_serves_both_documents(server: RunningServer) -> None:
     async def scenario() -> None:
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{server.url}/api/v1/openapi.json") as response:
+            async with http.get(f"{server.url}{API}/openapi.json") as response:
                 assert await response.json() == json.loads(OPENAPI_FILE.read_text())
-            async with http.get(f"{server.url}/api/v1/docs/websocket") as response:
+            async with http.get(f"{server.url}{API}/docs/websocket") as response:
                 assert response.content_type == "text/markdown"
                 assert await response.text() == WEBSOCKET_DOC.read_text(encoding="utf-8")
             registered = {

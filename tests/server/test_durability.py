@@ -13,16 +13,9 @@ from pathlib import Path
 import aiohttp
 
 from tests.server.conftest import gate
-from tests.server.harness import Client, RunningServer, gate_graph, graph
+from tests.server.harness import API, Client, RunningServer, gate_graph, graph, submit
 
-API = "/api/v1"
 REPO = Path(__file__).resolve().parents[2]
-
-
-async def submit(http: aiohttp.ClientSession, url: str, body: dict) -> str:
-    async with http.post(f"{url}{API}/jobs", json=body) as response:
-        assert response.status == 201, await response.text()
-        return (await response.json())["job_id"]
 
 
 async def get_job(http: aiohttp.ClientSession, url: str, job_id: str) -> dict:

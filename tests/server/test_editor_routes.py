@@ -10,7 +10,7 @@ import aiohttp
 
 from server.api_editor import EDITOR_DIR, GRAPHS_DIR
 from server.settings import ServerSettings
-from tests.server.harness import RunningServer
+from tests.server.harness import API, RunningServer
 
 
 async def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, bytes]:
@@ -24,21 +24,21 @@ def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict, byt
 
 
 def test_example_graphs_are_listed_and_served(server: RunningServer) -> None:
-    status, _, body = get(f"{server.url}/api/v1/graphs")
+    status, _, body = get(f"{server.url}{API}/graphs")
     assert status == 200
     listed = {g["name"]: g for g in json.loads(body)["graphs"]}
     assert set(listed) == {p.stem for p in GRAPHS_DIR.glob("*.json")}
     txt2img = json.loads((GRAPHS_DIR / "txt2img.json").read_text())
     assert listed["txt2img"]["nodes"] == len(txt2img["nodes"])
-    status, _, body = get(f"{server.url}/api/v1/graphs/txt2img")
+    status, _, body = get(f"{server.url}{API}/graphs/txt2img")
     assert status == 200 and json.loads(body) == txt2img
 
 
 def test_bad_or_unknown_graph_names_get_clear_errors(server: RunningServer) -> None:
-    status, _, body = get(f"{server.url}/api/v1/graphs/nope")
+    status, _, body = get(f"{server.url}{API}/graphs/nope")
     assert status == 404 and json.loads(body)["error"] == "not_found"
     for name in ("..%2Fpyproject", "a.b", "%00"):
-        status, _, body = get(f"{server.url}/api/v1/graphs/{name}")
+        status, _, body = get(f"{server.url}{API}/graphs/{name}")
         assert status in (400, 404), name
         assert "error" in json.loads(body)
 
@@ -67,7 +67,7 @@ def test_with_a_token_the_page_loads_but_the_api_needs_it(
     assert get(f"{server.url}/")[0] == 200
     asset = next((EDITOR_DIR / "assets").glob("*.js"))
     assert get(f"{server.url}/assets/{asset.name}")[0] == 200
-    assert get(f"{server.url}/api/v1/graphs")[0] == 401
-    assert get(f"{server.url}/api/v1/nodes")[0] == 401
-    ok = get(f"{server.url}/api/v1/nodes", {"Authorization": "Bearer s3cret-0123456789ab"})
+    assert get(f"{server.url}{API}/graphs")[0] == 401
+    assert get(f"{server.url}{API}/nodes")[0] == 401
+    ok = get(f"{server.url}{API}/nodes", {"Authorization": "Bearer s3cret-0123456789ab"})
     assert ok[0] == 200 and "widens_to" in json.loads(ok[2])["types"]["INT"]

@@ -15,9 +15,8 @@ from PIL import Image
 from yarl import URL
 
 from server.settings import ServerSettings
-from tests.server.harness import RunningServer
+from tests.server.harness import API, RunningServer
 
-API = "/api/v1"
 SECRET = "top secret contents"
 
 

@@ -15,9 +15,8 @@ import pytest
 from PIL import Image
 
 from server.settings import ServerSettings
-from tests.server.harness import RunningServer, graph
+from tests.server.harness import API, RunningServer, graph, submit_and_wait
 
-API = "/api/v1"
 JSON = {"Content-Type": "application/json"}
 GRAPH_TEXT = json.dumps({"graph": graph(image=False)})
 DEEP = "[" * 1000 + "]" * 1000
@@ -254,18 +253,6 @@ def test_websocket_messages_that_break_encoding_get_errors_not_a_broken_stream(
     asyncio.run(scenario())
 
 
-async def _submit_and_wait(http: aiohttp.ClientSession, url: str, document: dict) -> str:
-    async with http.post(f"{url}{API}/jobs", json={"graph": document}) as r:
-        assert r.status == 201, await r.text()
-        job_id = (await r.json())["job_id"]
-    for _ in range(400):
-        async with http.get(f"{url}{API}/jobs/{job_id}") as r:
-            if (await r.json())["status"] not in ("pending", "running"):
-                return job_id
-        await asyncio.sleep(0.025)
-    raise TimeoutError(job_id)
-
-
 def test_history_keeps_the_newest_jobs_and_a_job_can_be_deleted_with_its_files(
     start: Callable[..., RunningServer],
 ) -> None:
@@ -274,7 +261,7 @@ def test_history_keeps_the_newest_jobs_and_a_job_can_be_deleted_with_its_files(
     async def scenario() -> None:
         async with aiohttp.ClientSession() as http:
             ids = [
-                await _submit_and_wait(http, server.url, graph(value=v, steps=1)) for v in range(4)
+                await submit_and_wait(http, server.url, graph(value=v, steps=1)) for v in range(4)
             ]
             async with http.get(f"{server.url}{API}/jobs") as r:
                 kept = [j["job_id"] for j in (await r.json())["jobs"]]
@@ -299,16 +286,13 @@ def test_history_keeps_the_newest_jobs_and_a_job_can_be_deleted_with_its_files(
 
 def test_an_active_job_cannot_be_deleted(server: RunningServer) -> None:
     from tests.server.conftest import gate
-    from tests.server.harness import gate_graph
+    from tests.server.harness import gate_graph, submit
 
     opened, reached = gate("hold")
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as http:
-            async with http.post(
-                f"{server.url}{API}/jobs", json={"graph": gate_graph("hold")}
-            ) as r:
-                job_id = (await r.json())["job_id"]
+            job_id = await submit(http, server.url, {"graph": gate_graph("hold")})
             await asyncio.to_thread(reached.wait, 10)
             async with http.delete(f"{server.url}{API}/jobs/{job_id}") as r:
                 assert r.status == 409
@@ -322,7 +306,7 @@ def test_replayed_events_count_against_the_backlog(start: Callable[..., RunningS
 
     async def scenario() -> None:
         async with aiohttp.ClientSession() as http:
-            job_id = await _submit_and_wait(http, server.url, graph(steps=40, image=False))
+            job_id = await submit_and_wait(http, server.url, graph(steps=40, image=False))
             async with http.ws_connect(f"{server.url}/ws?resume={job_id}:0") as ws:
                 received = 0
                 while True:

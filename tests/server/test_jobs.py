@@ -10,15 +10,7 @@ import aiohttp
 from PIL import Image
 
 from tests.server.conftest import gate
-from tests.server.harness import Client, RunningServer, gate_graph, graph
-
-API = "/api/v1"
-
-
-async def submit(http: aiohttp.ClientSession, url: str, body: dict) -> dict:
-    async with http.post(f"{url}{API}/jobs", json=body) as response:
-        assert response.status == 201, await response.text()
-        return await response.json()
+from tests.server.harness import API, Client, RunningServer, gate_graph, graph, post_job
 
 
 def test_job_events_arrive_in_order_and_outputs_download(server: RunningServer) -> None:
@@ -28,7 +20,7 @@ def test_job_events_arrive_in_order_and_outputs_download(server: RunningServer) 
                 client = Client(ws)
                 hello = await client.next()
                 assert hello == {"type": "hello", "data": {"client_id": "alice", "protocol": 1}}
-                job = await submit(
+                job = await post_job(
                     http, server.url, {"graph": graph(value=7, steps=3), "client_id": "alice"}
                 )
                 assert job["status"] == "pending" and job["position"] == 0
@@ -84,9 +76,9 @@ def test_identical_resubmission_is_served_from_the_cache(server: RunningServer) 
             async with http.ws_connect(f"{server.url}/ws?client_id=bob") as ws:
                 client = Client(ws)
                 body = {"graph": graph(value=3), "client_id": "bob"}
-                first = await submit(http, server.url, body)
+                first = await post_job(http, server.url, body)
                 await client.until_terminal(first["job_id"])
-                second = await submit(http, server.url, body)
+                second = await post_job(http, server.url, body)
                 done = await client.until_terminal(second["job_id"])
                 events = client.job_events(second["job_id"])
                 assert done["type"] == "job_finished"
@@ -149,12 +141,12 @@ def test_interrupt_by_id_stops_that_job_within_a_step_and_the_next_reuses_the_ca
         async with aiohttp.ClientSession() as http:
             async with http.ws_connect(f"{server.url}/ws?client_id=carol") as ws:
                 client = Client(ws)
-                long_job = await submit(
+                long_job = await post_job(
                     http,
                     server.url,
                     {"graph": graph(value=1, steps=1000, delay=0.05), "client_id": "carol"},
                 )
-                next_job = await submit(
+                next_job = await post_job(
                     http,
                     server.url,
                     {"graph": graph(value=1, steps=2, image=False), "client_id": "carol"},
@@ -208,7 +200,9 @@ def test_cancel_front_and_clear_act_on_the_pending_job_named(server: RunningServ
                 client = Client(ws)
 
                 async def queue(body: dict) -> str:
-                    return (await submit(http, server.url, {**body, "client_id": "dave"}))["job_id"]
+                    return (await post_job(http, server.url, {**body, "client_id": "dave"}))[
+                        "job_id"
+                    ]
 
                 running = await queue({"graph": gate_graph("hold")})
                 await asyncio.to_thread(reached.wait, 10)
@@ -253,7 +247,7 @@ def test_job_list_pages_and_filters(server: RunningServer) -> None:
                 ids = []
                 for value in range(5):
                     body = {"graph": graph(value=value, image=False), "client_id": "erin"}
-                    ids.append((await submit(http, server.url, body))["job_id"])
+                    ids.append((await post_job(http, server.url, body))["job_id"])
                 for job_id in ids:
                     await client.until_terminal(job_id)
             bad = {
@@ -265,7 +259,7 @@ def test_job_list_pages_and_filters(server: RunningServer) -> None:
                     }
                 }
             }
-            failed = (await submit(http, server.url, bad))["job_id"]
+            failed = (await post_job(http, server.url, bad))["job_id"]
             seen: list[str] = []
             for offset in (0, 2, 4):
                 async with http.get(
@@ -308,7 +302,7 @@ def test_a_graph_that_stops_validating_while_queued_fails_with_its_errors(
         async with aiohttp.ClientSession() as http:
             async with http.ws_connect(f"{server.url}/ws?client_id=val") as ws:
                 client = Client(ws)
-                await submit(
+                await post_job(
                     http, server.url, {"graph": gate_graph("hold-validation"), "client_id": "val"}
                 )
                 await asyncio.to_thread(reached.wait, 10)
@@ -318,7 +312,7 @@ def test_a_graph_that_stops_validating_while_queued_fails_with_its_errors(
                         "out": {"type": "ShowInt", "links": {"value": "p.value"}},
                     }
                 }
-                job = await submit(http, server.url, {"graph": picked, "client_id": "val"})
+                job = await post_job(http, server.url, {"graph": picked, "client_id": "val"})
                 (server.paths.input / "pick.png").unlink()
                 opened.set()
                 failed = await client.until_terminal(job["job_id"])

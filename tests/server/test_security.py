@@ -13,9 +13,8 @@ import pytest
 from engine.config import Paths
 from server.cli import serve
 from server.settings import ServerSettings, is_loopback
-from tests.server.harness import RunningServer, graph
+from tests.server.harness import API, RunningServer, graph
 
-API = "/api/v1"
 EVIL = "http://evil.example"
 
 

@@ -13,7 +13,7 @@ from engine.builder import Graph
 from engine.client import Client
 from engine.errors import GraphValidationError
 from engine.subgraph import SUBGRAPHS_ENV
-from tests.server.harness import RunningServer, graph
+from tests.server.harness import API, RunningServer, graph
 from tests.server.nodes import server_registry
 
 
@@ -81,7 +81,7 @@ def test_the_server_lists_subgraphs_and_reports_their_progress_under_the_outer_n
     monkeypatch.setenv(SUBGRAPHS_ENV, str(folder))
 
     async def catalog() -> dict:
-        async with aiohttp.ClientSession() as http, http.get(f"{server.url}/api/v1/nodes") as r:
+        async with aiohttp.ClientSession() as http, http.get(f"{server.url}{API}/nodes") as r:
             return await r.json()
 
     listed = asyncio.run(catalog())["subgraphs"]["slow.json"]

@@ -7,9 +7,7 @@ import asyncio
 import aiohttp
 
 from engine.graph import graph_json_schema
-from tests.server.harness import Client, RunningServer, graph
-
-API = "/api/v1"
+from tests.server.harness import API, Client, RunningServer, graph, submit
 
 
 def test_catalog_and_graph_schema(server: RunningServer) -> None:
@@ -31,8 +29,7 @@ def test_system_stats_and_free_memory(server: RunningServer) -> None:
             async with http.ws_connect(f"{server.url}/ws?client_id=lee") as ws:
                 client = Client(ws)
                 body = {"graph": graph(value=1, image=False), "client_id": "lee"}
-                async with http.post(f"{server.url}{API}/jobs", json=body) as response:
-                    job = (await response.json())["job_id"]
+                job = await submit(http, server.url, body)
                 await client.until_terminal(job)
                 async with http.get(f"{server.url}{API}/system") as response:
                     stats = await response.json()
@@ -50,8 +47,7 @@ def test_system_stats_and_free_memory(server: RunningServer) -> None:
                 async with http.post(f"{server.url}{API}/free", json={"x": 1}) as response:
                     assert response.status == 400
                 # With the cache dropped, the same graph runs again.
-                async with http.post(f"{server.url}{API}/jobs", json=body) as response:
-                    again = (await response.json())["job_id"]
+                again = await submit(http, server.url, body)
                 done = await client.until_terminal(again)
                 assert done["data"]["executed"] == ["a", "slow", "out"]
 

@@ -11,15 +11,7 @@ import pytest
 from server.settings import ServerSettings
 from server.ws import CLOSE_TOO_SLOW
 from tests.server.conftest import gate
-from tests.server.harness import Client, RunningServer, gate_graph, graph
-
-API = "/api/v1"
-
-
-async def submit(http: aiohttp.ClientSession, url: str, body: dict) -> str:
-    async with http.post(f"{url}{API}/jobs", json=body) as response:
-        assert response.status == 201, await response.text()
-        return (await response.json())["job_id"]
+from tests.server.harness import API, Client, RunningServer, gate_graph, graph, submit
 
 
 def seqs(events: list[dict]) -> list[int]:
