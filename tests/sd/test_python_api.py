@@ -29,6 +29,7 @@ from nodes.sampling import Sample
 from nodes.sd.tiny_models import TinyModels
 from nodes.text import EncodeText
 from nodes.vae import VAEDecode
+from tests.sd.infotext_reader import read_parameters
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
@@ -155,7 +156,7 @@ def test_a_seed_sweep_loads_and_encodes_once_and_samples_three_times(
     assert [f.name for f in files] == [f"txt2img_seed{s}_00001.png" for s in (1, 2, 3)]
     for seed, file in zip((1, 2, 3), files, strict=True):
         text = PILImage.open(file).text
-        assert json.loads(text["parameters"])["sampling"]["sampler"]["seed"] == seed
+        assert read_parameters(file).settings["seed"] == str(seed)  # A1111-style parameters
         graph = json.loads(text["latentgraph.graph"])
         assert graph["nodes"]["sampler"]["inputs"]["seed"] == seed and "sweep" not in graph
     views = results.combinations
