@@ -57,6 +57,10 @@ def test_run_shows_the_image_and_a_dropped_png_gives_its_graph_back(
 
 def test_queue_panel_cancel_and_interrupt_then_the_next_run_reuses_the_cache(page: Any) -> None:
     small_txt2img(page, steps=1000, seed=21)
+    # 512 px: slow enough steps that the run is still going, however fast the machine, when the
+    # second one is queued (previews come at a fixed share of the steps, so steps stay 1000).
+    set_input(page, "latent", "width", "512")
+    set_input(page, "latent", "height", "512")
     page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+Enter")
     node(page, "sampler").locator("[data-progress]").wait_for()
