@@ -222,6 +222,9 @@ def test_server_restart_mid_job_page_reconnects_and_shows_the_true_end(
     page.goto(server.url)
     page.wait_for_selector("body[data-ready=true] .react-flow__node")
     small_txt2img(page, steps=1000, seed=31)
+    # 512 px, so the job is still running when the server goes down, however fast the machine.
+    set_input(page, "latent", "width", "512")
+    set_input(page, "latent", "height", "512")
     page.locator(".react-flow__pane").click(position={"x": 5, "y": 5})
     page.keyboard.press("Control+Enter")
     node(page, "sampler").locator("[data-progress]").wait_for(timeout=60_000)
