@@ -19,7 +19,7 @@ import math
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +87,51 @@ def optimizer(params: Iterator[torch.nn.Parameter], lr: float, total: int) -> tu
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total))
 
 
+class Ema:
+    """An exponential moving average of a module's parameters."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.decay = decay
+        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: torch.nn.Module) -> None:
+        for ours, theirs in zip(self.shadow.parameters(), module.parameters(), strict=True):
+            ours.lerp_(theirs, 1 - self.decay)
+
+
+def run_stage(
+    name: str,
+    steps: int,
+    loss_at: Callable[[int], torch.Tensor],
+    opt: Any,
+    schedule: Any,
+    log: LossLog,
+    *,
+    clip: list[torch.nn.Parameter] | None = None,
+    emas: Sequence[tuple[Ema, torch.nn.Module]] = (),
+    after_step: Callable[[int], None] | None = None,
+) -> None:
+    """The training loop every stage shares: `loss_at(step)` draws the step's batch and returns its
+    loss; gradients are clipped to norm 1 over `clip` when given, and each EMA follows its module."""
+    bar = tqdm(range(steps), desc=name, unit="step")
+    for step in bar:
+        loss = loss_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(clip, 1.0)
+        opt.step()
+        schedule.step()
+        for ema, module in emas:
+            ema.update(module)
+        value = loss.item()
+        log.write(name, step, value)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if after_step is not None:
+            after_step(step)
+
+
 def reconstruction_loss(
     reconstruction: torch.Tensor, x: torch.Tensor, edge_weight: float
 ) -> torch.Tensor:
@@ -118,9 +163,7 @@ def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> A
         kl = posterior.kl().mean() / x[0].numel()
         return reconstruction_loss(reconstruction, x, args.edge_weight) + args.kl_weight * kl
 
-    step_loss = vae_loss  # eager: convolutions dominate here, compiling gained little
-    bar = tqdm(range(args.vae_steps), desc="vae", unit="step")
-    for step in bar:
+    def loss_at(step: int) -> torch.Tensor:
         images, _, _ = shapes.batch(
             args.seed * 1000 + VAE_DATA, step * args.vae_batch, args.vae_batch
         )
@@ -129,13 +172,9 @@ def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> A
             # Most steps see 32 px crops, 4x cheaper; the last ones see whole images.
             top, left = np.random.default_rng((args.seed, step)).integers(0, 33, size=2)
             x = x[:, :, top : top + 32, left : left + 32].contiguous()
-        loss = step_loss(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        log.write("vae", step, loss.item())
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        return vae_loss(x)  # eager: convolutions dominate here, compiling gained little
+
+    run_stage("vae", args.vae_steps, loss_at, opt, schedule, log)
     return vae.eval().requires_grad_(False)
 
 
@@ -158,9 +197,7 @@ def finetune_decoder(args: argparse.Namespace, vae: Any, device: torch.device, l
             latents = vae.encode(x).latent_dist.mean
         return reconstruction_loss(vae.decode(latents).sample, x, args.edge_weight)
 
-    step_loss = decoder_loss
-    bar = tqdm(range(args.decoder_steps), desc="decoder", unit="step")
-    for step in bar:
+    def loss_at(step: int) -> torch.Tensor:
         images, _, _ = shapes.batch(
             args.seed * 1000 + DECODER_DATA, step * args.vae_batch, args.vae_batch
         )
@@ -169,13 +206,9 @@ def finetune_decoder(args: argparse.Namespace, vae: Any, device: torch.device, l
             # Crops of whole latent cells (multiples of 8 px), so the encoder sees what it saw.
             top, left = np.random.default_rng((args.seed, 4, step)).integers(0, 5, size=2) * 8
             x = x[:, :, top : top + 32, left : left + 32].contiguous()
-        loss = step_loss(x)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        schedule.step()
-        log.write("decoder", step, loss.item())
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        return decoder_loss(x)
+
+    run_stage("decoder", args.decoder_steps, loss_at, opt, schedule, log)
     return vae.eval().requires_grad_(False)
 
 
@@ -259,19 +292,6 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
     return (weight * ((pred - target) ** 2).mean(dim=(1, 2, 3))).mean()
 
 
-class Ema:
-    """An exponential moving average of a module's parameters."""
-
-    def __init__(self, module: torch.nn.Module, decay: float):
-        self.decay = decay
-        self.shadow = copy.deepcopy(module).eval().requires_grad_(False)
-
-    @torch.no_grad()
-    def update(self, module: torch.nn.Module) -> None:
-        for ours, theirs in zip(self.shadow.parameters(), module.parameters(), strict=True):
-            ours.lerp_(theirs, 1 - self.decay)
-
-
 # --- stage 2: UNet + text encoder ----------------------------------------------------------------
 
 
@@ -303,25 +323,23 @@ def train_unet(
         return weighted_mse(unet(noisy, t, encoder_hidden_states=context).sample, noise, weight)
 
     step_loss = compiled(unet_loss, args)
-    bar = tqdm(range(args.unet_steps), desc="unet", unit="step")
-    for step in bar:
+
+    def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
         noisy, t, noise, weight = noisy_batch(data, index, device, ab)
         ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
-        loss = step_loss(noisy, t, noise, weight, ids)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        schedule.step()
-        ema_unet.update(unet)
-        ema_text.update(text_encoder)
-        log.write("unet", step, loss.item())
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        return step_loss(noisy, t, noise, weight, ids)
+
+    def snapshot(step: int) -> None:
         if args.snapshot_every and (step + 1) % args.snapshot_every == 0:
-            # The EMA weights so far, for watching a long run from outside (train.evaluate).
+            # The EMA weights so far, for watching a long run from outside.
             torch.save(ema_unet.shadow.state_dict(), args.work / "state" / "unet.pt")
             torch.save(ema_text.shadow.state_dict(), args.work / "state" / "text_encoder.pt")
+
+    run_stage(
+        "unet", args.unet_steps, loss_at, opt, schedule, log,
+        clip=params, emas=((ema_unet, unet), (ema_text, text_encoder)), after_step=snapshot,
+    )  # fmt: skip
     return ema_unet.shadow, ema_text.shadow
 
 
@@ -367,8 +385,8 @@ def train_controlnet(
         return weighted_mse(pred, noise, weight)
 
     step_loss = compiled(controlnet_loss, args)
-    bar = tqdm(range(args.controlnet_steps), desc="controlnet", unit="step")
-    for step in bar:
+
+    def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
         noisy, t, noise, weight = noisy_batch(data, index, device, ab)
         # The hint gives the position, so most captions leave it out.
@@ -376,15 +394,12 @@ def train_controlnet(
         hint = (
             (data.masks[torch.from_numpy(index)].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1)
         )
-        loss = step_loss(noisy, t, noise, weight, ids, hint.contiguous().to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(controlnet.parameters(), 1.0)
-        opt.step()
-        schedule.step()
-        ema.update(controlnet)
-        log.write("controlnet", step, loss.item())
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        return step_loss(noisy, t, noise, weight, ids, hint.contiguous().to(device))
+
+    run_stage(
+        "controlnet", args.controlnet_steps, loss_at, opt, schedule, log,
+        clip=list(controlnet.parameters()), emas=((ema, controlnet),),
+    )  # fmt: skip
     return ema.shadow
 
 
