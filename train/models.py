@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from nodes.sd.tiny_models import SD1_SCHEDULER, TINY_CLIP
+
 VAE_CONFIG: dict[str, Any] = {
     "in_channels": 3,
     "out_channels": 3,
@@ -22,18 +24,13 @@ VAE_CONFIG: dict[str, Any] = {
     "sample_size": 64,
     "scaling_factor": 1.0,  # replaced by 1/std of the training latents once the VAE is trained
 }
+# The tiny test models' CLIP (the real vocabulary, 77 positions, CLIP's token ids), wider and shallower.
 TEXT_CONFIG: dict[str, Any] = {
-    "vocab_size": 49408,
+    **TINY_CLIP,
     "hidden_size": 64,
     "intermediate_size": 128,
-    "num_attention_heads": 4,
     "num_hidden_layers": 2,
-    "max_position_embeddings": 77,
-    "hidden_act": "quick_gelu",
     "projection_dim": 64,
-    "bos_token_id": 49406,
-    "eos_token_id": 49407,
-    "pad_token_id": 49407,
 }
 UNET_CONFIG: dict[str, Any] = {
     "sample_size": 8,
@@ -49,15 +46,7 @@ UNET_CONFIG: dict[str, Any] = {
 }
 CONTROLNET_EMBEDDING = (16, 16, 32, 32)
 # SD1's training noise schedule, so the project's samplers and schedulers apply unchanged.
-SCHEDULER_CONFIG: dict[str, Any] = {
-    "num_train_timesteps": 1000,
-    "beta_start": 0.00085,
-    "beta_end": 0.012,
-    "beta_schedule": "scaled_linear",
-    "prediction_type": "epsilon",
-    "steps_offset": 1,
-    "timestep_spacing": "leading",
-}
+SCHEDULER_CONFIG: dict[str, Any] = {k: v for k, v in SD1_SCHEDULER.items() if k != "_class_name"}
 
 
 def build_vae() -> Any:
