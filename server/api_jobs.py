@@ -11,7 +11,8 @@ from engine.errors import GraphValidationError
 from engine.formats import convert_document
 from server.errors import ApiError
 from server.files import delete_outputs
-from server.jobs import JobNotFound, JobStateConflict, summary_from_row
+from server.job_errors import JobNotFound, JobStateConflict
+from server.job_rows import summary_from_row
 from server.payloads import json_response, parse_model, parse_query, read_json
 from server.schemas import (
     CancelResult,

@@ -8,24 +8,20 @@ owns its cancel token, so cancelling by id can only ever stop that job.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
-import traceback
 import uuid
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Literal
 
-from engine.context import CancelToken
 from engine.errors import GraphValidationError
 from engine.executor import Executor
 from engine.outputs import FolderOutputStore, OutputStore
-from engine.validate import ValidatedGraph
+from server.active_job import ActiveJob
 from server.backends.base import Backend, JobRun, WorkerCrash, WorkerLost
 from server.backends.local import InProcessBackend
-from server.files import with_view_urls
 from server.hub import EventHub
+from server.job_errors import JobNotFound, JobStateConflict, attempt_error
+from server.job_rows import fail_orphans, from_stored, to_stored
 from server.messages import (
     JobCancelled,
     JobCancelledData,
@@ -35,18 +31,10 @@ from server.messages import (
     QueueStatus,
     QueueStatusData,
     job_event,
-    job_failed,
 )
 from server.recorder import JobRecorder
-from server.schemas import (
-    InterruptInfo,
-    InterruptReason,
-    JobCreated,
-    JobError,
-    JobStatus,
-    JobSummary,
-)
-from server.store import JobOutcome, JobRow, JobStore, StoredEvent, StoreThread
+from server.schemas import JobCreated, JobError, JobSummary
+from server.store import JobRow, StoredEvent, StoreThread
 
 log = logging.getLogger(__name__)
 
@@ -55,58 +43,6 @@ CancelOutcome = Literal["cancelled", "interrupting"]
 ROUTING_LOOKAHEAD = 8
 # Nodes of this category load models; their lineage keys weigh most when routing.
 LOADER_CATEGORY = "loaders"
-
-
-class JobNotFound(LookupError):
-    """No job has this id."""
-
-
-class JobStateConflict(Exception):
-    """The job is not in a state that allows the request (moving a finished job, say)."""
-
-    def __init__(self, job_id: str, status: str, action: str) -> None:
-        self.job_id, self.status = job_id, status
-        super().__init__(f"job {job_id} is {status}; cannot {action} it")
-
-
-@dataclass
-class ActiveJob:
-    """A pending or running job, with every event published for it so far."""
-
-    job_id: str
-    client_id: str | None
-    graph: dict[str, Any]
-    created_at: float
-    position: float
-    status: JobStatus = "pending"
-    started_at: float | None = None
-    log: list[JobEvent] = field(default_factory=list)
-    cancel: CancelToken = field(default_factory=CancelToken)
-    interrupt_reason: InterruptReason = "requested"
-    # The graph as validated on submission, while nothing has run since that could change its
-    # validity (a job that waits behind another is validated again when it starts).
-    validated: ValidatedGraph | None = None
-    # Run it once more on another worker if its worker dies (the Ray backend's workers can).
-    retry: bool = False
-    attempts: int = 0
-    avoid: frozenset[str] = frozenset()
-    # Lineage keys of the planned nodes and the ids of the model loaders, for routing.
-    keys: dict[str, str] = field(default_factory=dict)
-    loaders: list[str] = field(default_factory=list)
-
-    @property
-    def last_seq(self) -> int:
-        return self.log[-1].seq if self.log else 0
-
-    def summary(self) -> JobSummary:
-        return JobSummary(
-            job_id=self.job_id,
-            status=self.status,
-            client_id=self.client_id,
-            created_at=self.created_at,
-            started_at=self.started_at,
-            last_seq=self.last_seq,
-        )
 
 
 class JobService:
@@ -147,10 +83,10 @@ class JobService:
     async def start(self) -> None:
         """Recover from the last process, reload the pending jobs, and start the worker."""
         self._loop = asyncio.get_running_loop()
-        await self._fail_orphans()
+        await fail_orphans(self._store)
         for row, events in await self._store.call(lambda s: s.pending()):
             job = ActiveJob(row.job_id, row.client_id, row.graph, row.created_at, row.position)
-            job.log = [_stored_event(row.job_id, row.client_id, e) for e in events]
+            job.log = [from_stored(row.job_id, row.client_id, e) for e in events]
             self._jobs[job.job_id] = self._pending[job.job_id] = job
         self._back = await self._store.call(lambda s: s.last_position())
         self._front = min([0.0, *(j.position for j in self._pending.values())])
@@ -201,7 +137,7 @@ class JobService:
             JobQueued(data=JobQueuedData(job_id=job_id, seq=1, time=now, position=ahead)),
             client_id,
         )
-        stored = _to_stored(queued)
+        stored = to_stored(queued)
         await self._store.call(
             lambda s: s.insert_job(job_id, client_id, job.graph, now, position, stored)
         )
@@ -294,7 +230,7 @@ class JobService:
         if found is None:
             return None
         row, events = found
-        return row, [_stored_event(job_id, row.client_id, e) for e in events]
+        return row, [from_stored(job_id, row.client_id, e) for e in events]
 
     def active(self, job_id: str) -> ActiveJob | None:
         """A pending or running job, whose log holds every event published so far."""
@@ -364,11 +300,16 @@ class JobService:
             run.on_event = recorder.on_event
             run.validated, job.validated = job.validated, None
             error = await self._attempt(job, worker, run)
+            if error is not None and recorder.finished:
+                # Its terminal event is stored and was sent: the job is over, whatever came after
+                # (a Ray worker dying between its last event and its end record).
+                log.warning("job %s ended, then its run raised: %s", job.job_id, error)
+                error = None
             if isinstance(error, WorkerLost) and self._retry(job, error):
                 requeued = True
                 return
             if error is not None:
-                await asyncio.to_thread(recorder.fail, _job_error(job.job_id, error))
+                await asyncio.to_thread(recorder.fail, attempt_error(error))
             if not recorder.finished:
                 message = "the run ended without a result"
                 await asyncio.to_thread(
@@ -454,32 +395,10 @@ class JobService:
             )
             events.append(job_event(message, job.client_id))
         self._queue_changed()
-        stored = [(e.job_id, _to_stored(e)) for e in events]
+        stored = [(e.job_id, to_stored(e)) for e in events]
         await self._store.call(lambda s: s.cancel(stored, now))
         for event in events:
             self._on_published(event)
-
-    async def _fail_orphans(self) -> None:
-        """Jobs the last process was running when it died: record them as failed."""
-        now = time.time()
-        for row in await self._store.call(lambda s: s.running()):
-            events = await self._store.call(
-                partial(JobStore.events, job_id=row.job_id, after_seq=0, limit=None)
-            )
-            executed = _executed_from_log(events)
-            error = JobError(
-                code="server_stopped",
-                message="the server stopped while this job was running, so it did not finish",
-            )
-            message = job_failed(row.job_id, row.last_seq + 1, error, executed)
-            event = _to_stored(job_event(message, row.client_id))
-            outcome = JobOutcome(
-                "failed", now, executed, [], {}, error=error.model_dump(mode="json")
-            )
-            await self._store.call(
-                partial(JobStore.append_event, job_id=row.job_id, event=event, outcome=outcome)
-            )
-            log.warning("job %s was running when the server stopped; marked failed", row.job_id)
 
     def _queue_changed(self) -> None:
         # Coalesce: one queue message per loop iteration, however many changes it saw.
@@ -490,68 +409,6 @@ class JobService:
     def _send_queue_status(self) -> None:
         self._status_scheduled = False
         self._hub.broadcast(self.queue_status())
-
-
-def _job_error(job_id: str, error: Exception) -> JobError:
-    """The JobError of an attempt that ended without a terminal engine event."""
-    if isinstance(error, GraphValidationError):
-        # The graph was valid when queued; the models folder or the nodes changed since.
-        return JobError(
-            code="invalid_graph",
-            message=f"the graph is no longer valid ({len(error.errors)} error(s))",
-            errors=error.errors,
-        )
-    if isinstance(error, WorkerLost):
-        return JobError(code="worker_lost", message=str(error))
-    if isinstance(error, WorkerCrash):
-        return JobError(
-            code="internal_error",
-            message=str(error),
-            exception_type=error.exception_type,
-            traceback=error.remote_traceback,
-        )
-    return JobError(
-        code="internal_error",
-        message=f"{type(error).__name__}: {error}",
-        exception_type=type(error).__qualname__,
-        traceback=traceback.format_exception(error),
-    )
-
-
-def summary_from_row(row: JobRow) -> JobSummary:
-    """A stored job as the API shows it, with view URLs in its outputs."""
-    return JobSummary(
-        job_id=row.job_id,
-        status=row.status,  # type: ignore[arg-type]
-        client_id=row.client_id,
-        created_at=row.created_at,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        last_seq=row.last_seq,
-        executed=row.executed,
-        cached=row.cached,
-        outputs={node: with_view_urls(ui) for node, ui in row.outputs.items()},
-        error=JobError.model_validate(row.error) if row.error else None,
-        interrupted=InterruptInfo.model_validate(row.interrupted) if row.interrupted else None,
-    )
-
-
-def _to_stored(event: JobEvent) -> StoredEvent:
-    return StoredEvent(event.seq, event.type, event.text)
-
-
-def _stored_event(job_id: str, client_id: str | None, event: StoredEvent) -> JobEvent:
-    return JobEvent(job_id, event.seq, event.type, event.message, client_id)
-
-
-def _executed_from_log(events: list[StoredEvent]) -> list[str]:
-    executed = []
-    for event in events:
-        if event.type == "node_finished":
-            data = json.loads(event.message)["data"]
-            if not data["cached"]:
-                executed.append(data["node_id"])
-    return executed
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, event: JobEvent) -> None:

@@ -4,6 +4,7 @@ Runs on the worker thread. An event is committed to the store before it is publi
 whatever a client saw can be replayed, also after a restart. Events that the engine always
 follows at once with another (a run starting, the cached nodes, a node served from the cache)
 wait for that one and share its transaction: a run served wholly from the cache commits once.
+Once a terminal event is committed the log is closed: nothing is recorded after it.
 """
 
 from __future__ import annotations
@@ -63,13 +64,19 @@ class JobRecorder:
 
     def on_event(self, event: Event) -> None:
         """Record one executor event; never raises into the executor."""
+        if self.finished:
+            log.warning("job %s sent %s after its terminal event; dropped", self.job_id, event.type)
+            return
         try:
             self._record(event)
         except Exception:
             log.exception("could not record %s of job %s", event.type, self.job_id)
 
     def fail(self, error: JobError) -> None:
-        """End the job as failed for a reason outside any node."""
+        """End the job as failed for a reason outside any node, unless it has ended already."""
+        if self.finished:
+            log.warning("job %s failed after its terminal event; its outcome stands", self.job_id)
+            return
         message = job_failed(self.job_id, self.seq + 1, error, self._executed)
         outcome = JobOutcome(
             status="failed",
@@ -119,14 +126,17 @@ class JobRecorder:
         )
 
     def _commit(self, event: JobEvent, outcome: JobOutcome | None) -> None:
-        events, self._deferred = [*self._deferred, event], []
+        events = [*self._deferred, event]
         stored = [StoredEvent(e.seq, e.type, e.text) for e in events]
-        started_at, self._started_at = self._started_at, None
+        started_at = self._started_at
         self._store.call_blocking(
             lambda s: s.append_events(self.job_id, stored, outcome, started_at)
         )
+        # Only now: a failed commit keeps the deferred events and the start for the next one, so
+        # the log stays gap-free, and `event`'s number is given to the next event instead.
+        self._deferred, self._started_at = [], None
         self.seq = event.seq
-        self.finished = self.finished or outcome is not None
+        self.finished = outcome is not None
         for published in events:
             self._publish(published)
 

@@ -100,8 +100,17 @@ def wait_for_end(page: Any, timeout: float = 120_000) -> dict[str, Any]:
 
 
 def job_events(url: str, job_id: str) -> list[dict[str, Any]]:
-    with urllib.request.urlopen(f"{url}/api/v1/jobs/{job_id}/events") as response:
-        return json.loads(response.read())["events"]
+    """A job's whole event log. It is read page by page: one page holds at most 1000 events,
+    and a long job's first page ends with a `progress` event, not its terminal one."""
+    events: list[dict[str, Any]] = []
+    while True:
+        after = events[-1]["data"]["seq"] if events else 0
+        query = f"{url}/api/v1/jobs/{job_id}/events?after_seq={after}"
+        with urllib.request.urlopen(query) as response:
+            page = json.loads(response.read())
+        events += page["events"]
+        if not page["events"] or events[-1]["data"]["seq"] >= page["last_seq"]:
+            return events
 
 
 def open_example(page: Any, name: str) -> None:

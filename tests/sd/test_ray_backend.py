@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import importlib
 import json
 import os
 import shutil
@@ -29,7 +30,7 @@ ray = pytest.importorskip(
     "ray", reason="the Ray backend tests need Ray: pip install -e '.[dev,ray]'"
 )
 
-from engine.registry import default_registry  # noqa: E402
+from engine.registry import EXTRA_MODULES_ENV, Registry, default_registry  # noqa: E402
 from nodes.sd.tiny_models import TinyModels  # noqa: E402
 from server.backends.ray_backend import RayBackend, RayOptions  # noqa: E402
 from tests.server.harness import RunningServer, start_server  # noqa: E402
@@ -37,6 +38,7 @@ from tests.server.harness import RunningServer, start_server  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 120.0
 TERMINAL = {"job_finished", "job_failed", "job_interrupted", "job_cancelled"}
+RAY_NODES = "tests.sd.ray_nodes"
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +53,20 @@ def models(tiny_models: TinyModels, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:
+    # Ray's processes, and so every worker, inherit the environment Ray starts with: the workers'
+    # registries get the test node; this process's default registry is left as it is.
+    os.environ[EXTRA_MODULES_ENV] = RAY_NODES
+    try:
+        start_local_ray()
+    finally:
+        del os.environ[EXTRA_MODULES_ENV]
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def start_local_ray() -> None:
     ray.init(
         address="local",
         num_cpus=4,
@@ -60,10 +76,6 @@ def local_ray() -> Iterator[None]:
         log_to_driver=False,
         object_store_memory=128 * 1024 * 1024,
     )
-    try:
-        yield
-    finally:
-        ray.shutdown()
 
 
 @pytest.fixture(scope="module")
@@ -71,9 +83,11 @@ def ray_server(
     local_ray: None, models: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningServer]:
     options = RayOptions(workers=2, cpus_per_worker=1)
+    registry = Registry.discover()
+    registry.add_module(importlib.import_module(RAY_NODES))
     server = start_server(
         tmp_path_factory.mktemp("ray-server"),
-        registry=default_registry(),
+        registry=registry,
         models=models,
         backend=lambda paths: RayBackend(paths, options),
         boot_timeout=TIMEOUT,
@@ -94,6 +108,11 @@ def txt2img(
     nodes["sampler"]["inputs"].update(steps=steps, seed=seed)
     nodes["save"]["inputs"]["prefix"] = prefix
     return graph
+
+
+def wait_for_file(path: Path) -> dict[str, Any]:
+    """One WaitForFile node: the job runs until `path` exists."""
+    return {"nodes": {"wait": {"type": "WaitForFile", "inputs": {"path": str(path)}}}}
 
 
 class Api:
@@ -142,6 +161,22 @@ class Api:
                 return
             await asyncio.sleep(0.05)
         raise TimeoutError(f"job {job_id} logged no {kind}")
+
+    async def until_idle(self) -> list[dict[str, Any]]:
+        """Poll until both workers are up and free; their entries in /system.
+
+        A job's status is stored with its terminal event, a moment before its worker is free
+        again: a job submitted in that moment goes to another worker, as routing should.
+        """
+        deadline = time.monotonic() + TIMEOUT
+        while time.monotonic() < deadline:
+            workers = list((await self.system())["workers"])
+            if len(workers) == 2 and all(
+                w["alive"] and w["running"] is None and not w["queued"] for w in workers
+            ):
+                return workers
+            await asyncio.sleep(0.1)
+        raise TimeoutError(f"the workers did not come up free: {workers}")
 
     async def view(self, image: dict[str, Any]) -> bytes:
         async with self.http.get(f"{self.url}{image['url']}") as r:
@@ -234,6 +269,7 @@ def test_a_job_goes_to_the_worker_that_holds_its_checkpoint(ray_server: RunningS
         # and least-loaded routing alone would send it elsewhere.
         for seed, checkpoint, warm in ((11, "tiny-x", warm_x), (12, "tiny-x", warm_x),
                                        (13, "tiny-y", warm_y)):  # fmt: skip
+            await api.until_idle()
             job_id = await api.submit(txt2img(f"{checkpoint}.safetensors", seed=seed))
             job = await api.wait(job_id)
             assert job["status"] == "finished", job
@@ -258,6 +294,7 @@ def test_interrupt_by_id_stops_the_job_on_its_worker_and_the_cache_is_reused(
         assert steps[-1] < 400
         worker = worker_of(ray_server, job_id)
         # The next job with that checkpoint goes to the same worker and loads nothing.
+        await api.until_idle()
         again = await api.submit(txt2img("tiny-x.safetensors", seed=22))
         done = await api.wait(again)
         assert done["status"] == "finished", done
@@ -275,7 +312,7 @@ def assert_gap_free(events: list[dict[str, Any]]) -> None:
 
 
 def test_a_killed_worker_fails_its_job_and_is_replaced_and_nothing_queued_is_lost(
-    ray_server: RunningServer,
+    ray_server: RunningServer, tmp_path: Path
 ) -> None:
     async def kill_worker_running(api: Api, job_id: str) -> str:
         await api.wait_for(job_id, "progress")
@@ -287,7 +324,8 @@ def test_a_killed_worker_fails_its_job_and_is_replaced_and_nothing_queued_is_los
 
     async def scenario(api: Api) -> None:
         before = {w["worker_id"] for w in (await api.system())["workers"]}
-        doomed = await api.submit(txt2img("tiny-x.safetensors", seed=31, steps=400))
+        # It waits for a file never created: still running when its worker is killed.
+        doomed = await api.submit(wait_for_file(tmp_path / "never"))
         await api.wait_for(doomed, "progress")
         other = await api.submit(txt2img("tiny-y.safetensors", seed=32, steps=20))
         queued = [await api.submit(txt2img(seed=33 + i)) for i in range(3)]
@@ -303,10 +341,13 @@ def test_a_killed_worker_fails_its_job_and_is_replaced_and_nothing_queued_is_los
             assert_gap_free(await api.events(job_id))
 
         # One retry elsewhere, when the job asks for it.
-        retried = await api.submit(
-            txt2img("tiny-y.safetensors", seed=41, steps=60), retry_on_worker_lost=True
-        )
+        # Its first attempt waits until the worker is killed; the retry finds the file on the
+        # other worker (the first one's replacement is up by then).
+        await api.until_idle()
+        gate = tmp_path / "retry-gate"
+        retried = await api.submit(wait_for_file(gate), retry_on_worker_lost=True)
         lost = await kill_worker_running(api, retried)
+        gate.touch()
         job = await api.wait(retried)
         assert job["status"] == "finished", job
         assert worker_of(ray_server, retried) != lost
