@@ -242,7 +242,7 @@ def reset_peak_rss() -> bool:
 
 
 def decode_rss_in_process(model: str, variant_name: str, size: int) -> dict[str, Any]:
-    """In a fresh process: peak-RSS growth of a first decode, then of a second one after it."""
+    """In a fresh process: the peak RSS of a first and of a second decode over the model's RSS."""
     import torch
 
     variant = next(v for v in VARIANTS if v.name == variant_name)
@@ -250,11 +250,11 @@ def decode_rss_in_process(model: str, variant_name: str, size: int) -> dict[str,
     growth = []
     with applied(vae, variant), torch.inference_mode():
         call = caller("vae", vae, variant, size, {})
+        before = status_mib("VmRSS")
         for _ in range(2):
-            # Each decode's peak over the RSS just before it; without a reset, VmHWM would
-            # still hold the load's peak.
+            # Without a reset VmHWM would still hold the load's peak (or the first decode's,
+            # which includes compiling for torch.compile).
             reset = reset_peak_rss()
-            before = status_mib("VmRSS")
             output = call()
             growth.append(status_mib("VmHWM") - before)
             del output
@@ -313,7 +313,7 @@ def report_times(
 def report_rss(rss: dict[str, dict[str, Any]], size: int) -> None:
     base = rss.get(BASELINE)
     print(
-        f"\n| variant (fresh process) | first decode {size}² peak growth MiB | ratio "
+        f"\n| variant (fresh process) | peak RSS over the model, first decode {size}² MiB | ratio "
         "| second decode MiB | ratio |"
     )
     print("|---|---|---|---|---|")
