@@ -65,11 +65,48 @@ COMFYUI = {
 # --- the checkpoint ------------------------------------------------------------------------------
 
 
+def random_weights(state: dict[str, Any]) -> dict[str, Any]:
+    """Deterministic random fp16 tensors shaped like `state` (meta tensors will do), one per key."""
+    import torch
+
+    block = torch.randn(1 << 22, generator=torch.Generator().manual_seed(1234))
+    # Default-init-like scales keep activations O(1) (no denormals to slow the CPU down).
+    out = {}
+    for index, (key, meta) in enumerate(state.items()):
+        n = meta.numel()
+        start = (index * 7919) % block.numel()
+        reps = math.ceil((start + n) / block.numel())
+        values = block.repeat(reps)[start : start + n].reshape(meta.shape)
+        if meta.ndim >= 2:
+            values = values / math.sqrt(n / meta.shape[0])
+        elif key.endswith("weight"):
+            values = 1 + 0.02 * values
+        else:
+            values = 0.02 * values
+        out[key] = values.to(torch.float16).contiguous()
+    return out
+
+
+def random_sd15(part: str) -> Any:
+    """The SD1.5 UNet ("unet") or VAE ("vae") with `random_weights`, built on the meta device, fp32."""
+    import torch
+
+    from nodes.sd.loading.model_configs import shipped_config
+    from nodes.sd.loading.strict import build_unet, build_vae
+
+    build = {"unet": build_unet, "vae": build_vae}[part]
+    model = build(shipped_config("sd1")[part])
+    weights = random_weights(model.state_dict())
+    for key in weights:  # one at a time, so that the fp16 copy goes as the fp32 one comes
+        weights[key] = weights[key].to(torch.float32)
+    model.load_state_dict(weights, strict=True, assign=True)
+    return model.eval()
+
+
 def build_checkpoint() -> None:
     """Write the random SD1.5 single file and the diffusers config folder, if missing."""
     if CHECKPOINT.is_file() and (DIFFUSERS_CONFIG / "model_index.json").is_file():
         return
-    import torch
     from safetensors.torch import save_file
 
     from nodes.sd.ldm_keys import clip_to_ldm, unet_to_ldm, vae_to_ldm
@@ -78,29 +115,9 @@ def build_checkpoint() -> None:
 
     started = time.perf_counter()
     config = shipped_config("sd1")
-    generator = torch.Generator().manual_seed(1234)
-    block = torch.randn(1 << 22, generator=generator)
-
-    def random_like(models_state: dict[str, Any]) -> dict[str, torch.Tensor]:
-        # Default-init-like scales keep activations O(1) (no denormals to slow the CPU down).
-        out = {}
-        for index, (key, meta) in enumerate(models_state.items()):
-            n = meta.numel()
-            start = (index * 7919) % block.numel()
-            reps = math.ceil((start + n) / block.numel())
-            values = block.repeat(reps)[start : start + n].reshape(meta.shape)
-            if meta.ndim >= 2:
-                values = values / math.sqrt(n / meta.shape[0])
-            elif key.endswith("weight"):
-                values = 1 + 0.02 * values
-            else:
-                values = 0.02 * values
-            out[key] = values.to(torch.float16).contiguous()
-        return out
-
-    unet = random_like(build_unet(config["unet"]).state_dict())
-    vae = random_like(build_vae(config["vae"]).state_dict())
-    text = random_like(build_text_encoder(config["text_encoder"], False).state_dict())
+    unet = random_weights(build_unet(config["unet"]).state_dict())
+    vae = random_weights(build_vae(config["vae"]).state_dict())
+    text = random_weights(build_text_encoder(config["text_encoder"], False).state_dict())
     single = {
         **unet_to_ldm(unet, config["unet"]),
         **vae_to_ldm(vae, config["vae"]),

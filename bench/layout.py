@@ -35,7 +35,8 @@ VARIANTS: dict[str, tuple[str, bool, dict[str, str]]] = {
 }
 
 
-def _status(field: str) -> float:
+def status_mib(field: str) -> float:
+    """A memory field of this process's /proc status (VmRSS, VmHWM, ...) in MiB."""
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1]) / 1024
@@ -69,7 +70,7 @@ def measure(model_kind: str, channels_last: bool, calls: int) -> dict[str, Any]:
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    rss_before = _status("VmRSS")
+    rss_before = status_mib("VmRSS")
     times = []
     with torch.inference_mode():
         for i in range(calls + 1):
@@ -80,9 +81,24 @@ def measure(model_kind: str, channels_last: bool, calls: int) -> dict[str, Any]:
             del out
     return {
         "seconds": statistics.median(times),
-        "peak_growth_mib": _status("VmHWM") - rss_before,
+        "peak_growth_mib": status_mib("VmHWM") - rss_before,
         "threads": torch.get_num_threads(),
     }
+
+
+def run_fresh(argv: list[str], env: dict[str, str], label: str) -> dict[str, Any]:
+    """Run `python argv...` in a new interpreter with `env` added; its last line of output is JSON."""
+    out = subprocess.run(
+        [sys.executable, *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        check=False,
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"{label} failed:\n{out.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
 
 
 def main() -> None:
@@ -105,16 +121,9 @@ def main() -> None:
         for name in wanted:
             kind, channels_last, env = VARIANTS[name]
             layout = "channels_last" if channels_last else "contiguous"
-            out = subprocess.run(
-                [sys.executable, __file__, "--measure", kind, layout, str(args.calls)],
-                capture_output=True,
-                text=True,
-                env={**os.environ, **env},
-                check=False,
+            result = run_fresh(
+                [__file__, "--measure", kind, layout, str(args.calls)], env, label=name
             )
-            if out.returncode != 0:
-                raise RuntimeError(f"{name} failed:\n{out.stderr[-2000:]}")
-            result = json.loads(out.stdout.strip().splitlines()[-1])
             result["load"] = os.getloadavg()[0]
             results.setdefault(name, []).append(result)
             print(f"round {round_ + 1} {name}: {json.dumps(result)}", flush=True)

@@ -49,6 +49,15 @@ class Paths:
         return cls(**chosen)
 
 
+@dataclass(frozen=True)
+class ComputeOptions:
+    """How nodes run their models; every option is off unless a command turns it on."""
+
+    # Run UNet and ControlNet forwards through torch.compile (`--compile`): the first run of
+    # each model and shape compiles (minutes for a full UNet on a CPU), later runs reuse it.
+    compile: bool = False
+
+
 class ConfigError(ValueError):
     """A config file that is missing, unreadable or malformed; the message names the file and key."""
 

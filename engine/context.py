@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from engine.config import Paths
+from engine.config import ComputeOptions, Paths
 from engine.events import EventSink, Progress
 from engine.outputs import FolderOutputStore, OutputStore
 
@@ -58,6 +58,8 @@ class RunContext:
     # The run's validated nodes (defaults filled in, links resolved), for nodes that describe
     # what lies upstream of them (the generation parameters a saved PNG carries, say).
     nodes: Mapping[str, BoundNode] = field(default_factory=dict)
+    # How models run (torch.compile or eager); the executor's, the same for every node.
+    compute: ComputeOptions = field(default_factory=ComputeOptions)
 
     def output_store(self) -> OutputStore:
         """The store that numbers and writes this run's files (SaveImage's PNGs, say)."""

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from engine.cache import CacheEntry, OutputCache
-from engine.config import Paths
+from engine.config import ComputeOptions, Paths
 from engine.context import CancelToken, Interrupted, RunContext
 from engine.errors import NodeFailure, NodeInputError, ResourceLimitError
 from engine.events import (
@@ -65,12 +65,14 @@ class Executor:
         cache: OutputCache | None = None,
         paths: Paths | None = None,
         release_intermediates: bool = False,
+        compute: ComputeOptions | None = None,
     ) -> None:
         self.registry = registry if registry is not None else default_registry()
         self.cache = cache if cache is not None else OutputCache()
         self.paths = paths if paths is not None else Paths.resolve()
         # Drop an intermediate output from the cache as soon as the run no longer needs it.
         self.release_intermediates = release_intermediates
+        self.compute = compute if compute is not None else ComputeOptions()
         self._lock = threading.Lock()
 
     def validate(self, document: Any) -> ValidatedGraph:
@@ -219,6 +221,7 @@ class _Run:
             graph=self.graph.node_documents.get(bound.id, self.graph.document),
             outputs=self.outputs,
             nodes=self.graph.nodes,
+            compute=self.executor.compute,
         )
         need = instance.memory_estimate()
         if need is not None:

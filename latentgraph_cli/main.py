@@ -88,6 +88,15 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log what the engine does")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def with_compile(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument(
+            "--compile",
+            action="store_true",
+            help="run UNet and ControlNet forwards through torch.compile: the first run of each "
+            "model and size compiles (minutes on a CPU), later ones reuse it; if compiling "
+            "fails, a warning is logged and the model runs as usual",
+        )
+
     def with_paths(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
             "--models",
@@ -118,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--json", action="store_true", help="print one JSON event per line instead of progress bars"
     )
+    with_compile(run)
     with_paths(run)
 
     validate = commands.add_parser("validate", help="check a graph without running it")
@@ -156,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="N",
         help="number of Ray workers (default: one per GPU, else 1); CPU workers split the cores",
     )
+    with_compile(serve)
     with_paths(serve)
 
     return parser
@@ -287,12 +298,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from engine.compose import prepare_graph
+    from engine.config import ComputeOptions
     from engine.errors import GraphValidationError
     from engine.executor import Executor
     from engine.interrupts import RunInThread
 
     paths = _paths(args)
-    executor = Executor(paths=paths)
+    executor = Executor(paths=paths, compute=ComputeOptions(compile=args.compile))
     try:
         document, set_errors, converted = _load(args.graph, args.overrides)
         try:

@@ -122,7 +122,8 @@ def sampler_parameters(inputs: Upstream) -> dict[str, Any]:
 
 def run_sampler(sampler: Any, ctx: RunContext, **schedule: Any) -> Latent:
     """Sample with a sampler node's common inputs (model, prompts, latent, seed, steps, cfg,
-    sampler, scheduler, convention) plus `schedule` options, reporting each step to `ctx`."""
+    sampler, scheduler, convention) plus `schedule` options, reporting each step to `ctx`; the
+    models run through torch.compile when the executor's compute options ask for it."""
     from nodes.sd.preview import latent_preview
     from nodes.sd.residency import module_device
     from nodes.sd.sample import sample
@@ -147,5 +148,6 @@ def run_sampler(sampler: Any, ctx: RunContext, **schedule: Any) -> Latent:
         scheduler=sampler.scheduler,
         on_step=on_step,
         convention=sampler.convention,
+        compile_models=ctx.compute.compile,
         **schedule,
     )

@@ -12,7 +12,7 @@ import sys
 
 from aiohttp import web
 
-from engine.config import Paths
+from engine.config import ComputeOptions, Paths
 from nodes.sd.offline import stay_offline
 from server.settings import ServerSettings, is_loopback, token_problem
 
@@ -81,6 +81,7 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
     from engine.executor import Executor
     from server.app import create_app
 
+    compute = ComputeOptions(compile=bool(getattr(args, "compile", False)))
     backend = None
     if ray_address is not None:
         if importlib.util.find_spec("ray") is None:
@@ -88,8 +89,9 @@ def serve(args: argparse.Namespace, paths: Paths) -> int:
             return EXIT_REFUSED
         from server.backends.ray_backend import RayBackend, RayOptions
 
-        backend = RayBackend(paths, RayOptions(address=ray_address, workers=ray_workers))
-    app = create_app(Executor(paths=paths), settings, backend)
+        options = RayOptions(address=ray_address, workers=ray_workers, compute=compute)
+        backend = RayBackend(paths, options)
+    app = create_app(Executor(paths=paths, compute=compute), settings, backend)
     try:
         return asyncio.run(_run(app, settings, paths))
     except KeyboardInterrupt:

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from nodes.sd.areas import Crop, area_weight, crop_for, with_opposite_areas, with_uncond_controls
+from nodes.sd.compiled import compiled_forward
 from nodes.sd.samplers import Denoiser
 from nodes.sd.schedules import DiscreteSchedule, discrete_schedule
 from nodes.sd.values import LATENT_SCALE, Conditioning, ControlApplication, UNetModel
@@ -90,8 +91,13 @@ class UNetDenoiser:
     becomes x0 with the preconditioning of Karras et al. (2022) for sigma_data = 1.
     """
 
-    def __init__(self, model: UNetModel, nearest_timestep: bool = False):
+    def __init__(
+        self, model: UNetModel, nearest_timestep: bool = False, compile_models: bool = False
+    ):
         self.unet = model.unet
+        # Opt-in (`--compile`): the UNet and ControlNet forwards go through torch.compile.
+        self.compile_models = compile_models
+        self._unet_forward = compiled_forward(self.unet) if compile_models else self.unet
         # ComfyUI feeds discrete models the nearest trained timestep instead of interpolating.
         self.nearest_timestep = nearest_timestep
         self.prediction_type = model.prediction_type
@@ -125,7 +131,7 @@ class UNetDenoiser:
         embeds = torch.cat([_rows(p.embeds, batch) for p in prompts])  # (nB, T, D)
         added = self._added_cond(prompts, x, size) if self.needs_time_ids else None
         down, mid = self._control_residuals(x_in, t, float(sigma[0]), embeds, added, prompts)
-        out = self.unet(
+        out = self._unet_forward(
             x_in,
             t,
             encoder_hidden_states=embeds,
@@ -203,7 +209,8 @@ class UNetDenoiser:
             rows = torch.cat(
                 [torch.arange(i * batch, (i + 1) * batch, device=self.device) for i in indices]
             )
-            down, mid = controlnet(
+            forward = compiled_forward(controlnet) if self.compile_models else controlnet
+            down, mid = forward(
                 x_in[rows].to(controlnet.dtype),
                 t[rows],
                 encoder_hidden_states=embeds[rows].to(controlnet.dtype),

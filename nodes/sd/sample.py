@@ -96,6 +96,7 @@ def sample(
     add_noise: bool = True,
     leftover_noise: bool = False,
     convention: str = "latentgraph",
+    compile_models: bool = False,
 ) -> Latent:
     """Denoise `latent` with the named sampler and scheduler; returns new latents, float32.
 
@@ -109,6 +110,7 @@ def sample(
     part of the schedule, from the latent as it is, and stop with the remaining noise in it.
     `convention="comfyui"` gives the UNet the nearest trained timestep and seeds per-step noise
     as ComfyUI does on the CPU, so that a seed reproduces ComfyUI's picture.
+    `compile_models` runs the UNet and ControlNet forwards through torch.compile (see compiled.py).
     """
     if sampler_name not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler_name!r}; use one of {', '.join(SAMPLERS)}")
@@ -121,7 +123,9 @@ def sample(
     if len(sigmas) < 2:
         return Latent(samples=latent.samples.clone(), noise_mask=latent.noise_mask)
 
-    unet_denoiser = UNetDenoiser(model, nearest_timestep=convention == "comfyui")
+    unet_denoiser = UNetDenoiser(
+        model, nearest_timestep=convention == "comfyui", compile_models=compile_models
+    )
     device = unet_denoiser.device
     latent_image = latent.samples.to(device=device, dtype=torch.float32)  # (B, 4, h, w)
     noise = initial_noise(seed, latent_image.shape, device=device)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.config import Paths
+from engine.config import ComputeOptions, Paths
 from engine.errors import GraphError, GraphValidationError
 from engine.events import Event
 from server.backends.base import JobRun, WorkerCrash, WorkerLost
@@ -60,6 +60,8 @@ class RayOptions:
     local_cpus: int | None = None
     # torch threads of each CPU worker (default: the machine's cores split between the workers).
     threads: int | None = None
+    # How the workers run their models (`serve --compile`).
+    compute: ComputeOptions = field(default_factory=ComputeOptions)
 
 
 @dataclass
@@ -191,6 +193,7 @@ class RayBackend:
             str(self.paths.input),
             str(self.paths.output),
             threads=threads,
+            compute=self.options.compute,
         )
         env = dict(WORKER_ENV)
         if threads:

@@ -16,11 +16,11 @@ import socket
 import threading
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.config import Paths
+from engine.config import ComputeOptions, Paths
 from engine.context import CancelToken
 from engine.errors import GraphValidationError
 from engine.events import Event, Progress
@@ -43,6 +43,7 @@ class WorkerConfig:
     input: str
     output: str
     threads: int | None = None
+    compute: ComputeOptions = field(default_factory=ComputeOptions)
 
 
 class GraphWorker:
@@ -55,7 +56,7 @@ class GraphWorker:
             torch.set_num_threads(config.threads)
         self.config = config
         paths = Paths(Path(config.models), Path(config.input), Path(config.output))
-        self.executor = Executor(paths=paths)
+        self.executor = Executor(paths=paths, compute=config.compute)
         self.jobs_run = 0
         self._lock = threading.Lock()
         self._tokens: dict[str, CancelToken] = {}
