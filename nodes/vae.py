@@ -53,7 +53,8 @@ class VAEDecode(Node):
     def run(self, ctx: RunContext) -> ImageOut:
         from nodes.sd import vae
 
-        return ImageOut(image=Image(pixels=vae.decode(self.vae, self.latent.samples)))
+        pixels = vae.decode(self.vae, self.latent.samples, compiled=ctx.compute.compile)
+        return ImageOut(image=Image(pixels=pixels))
 
 
 @node("VAEEncodeTiled", category="latent")

@@ -6,17 +6,18 @@ from collections.abc import Callable
 
 import torch
 
+from nodes.sd.compiled import compiled_forward
 from nodes.sd.residency import vae_device
 from nodes.sd.values import LATENT_SCALE, VaeModel
 
 
-def decode(vae: VaeModel, samples: torch.Tensor) -> torch.Tensor:
-    """Latents (B, 4, h, w), already scaled, to images (B, 8h, 8w, 3) in [0, 1]."""
+def decode(vae: VaeModel, samples: torch.Tensor, compiled: bool = False) -> torch.Tensor:
+    """Latents (B, 4, h, w), already scaled, to images (B, 8h, 8w, 3) in [0, 1]; `compiled` runs
+    the decoder through torch.compile (`--compile`)."""
     device, dtype = vae_device(vae.vae)
+    run = compiled_forward(vae.vae, "decode") if compiled else vae.vae.decode
     with torch.no_grad():
-        decoded = vae.vae.decode(
-            samples.to(device, dtype) / vae.scaling_factor
-        ).sample  # (B, 3, H, W)
+        decoded = run(samples.to(device, dtype) / vae.scaling_factor).sample  # (B, 3, H, W)
     return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
 
 

@@ -1,4 +1,5 @@
-"""`--compile`: the UNet runs through torch.compile, once per model, and gives eager's image."""
+"""`--compile`: models run through torch.compile where it measured faster, once per model, and give
+eager's image."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from engine.config import ComputeOptions, Paths
 from engine.executor import Executor
 from engine.registry import default_registry
 from latentgraph_cli.main import _parser
-from nodes.sd.compiled import compiled_forward
+from nodes.sd.compiled import compiled_forward, compiles_unet
 from nodes.sd.tiny_models import TinyModels
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,29 +44,57 @@ def image(executor: Executor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return latent, result.values["decode"]["image"].pixels  # (1, 64, 64, 3)
 
 
-def test_compile_routes_the_unet_through_torch_compile_once_and_matches_eager(
-    tiny_models: TinyModels, tmp_path: Path
-) -> None:
-    paths = Paths.resolve(models=tiny_models.models_dir, output=tmp_path)
+def executors(models: TinyModels, output: Path) -> tuple[Executor, Executor]:
+    paths = Paths.resolve(models=models.models_dir, output=output)
     eager = Executor(default_registry(), paths=paths)
     compiled = Executor(default_registry(), paths=paths, compute=ComputeOptions(compile=True))
     torch._dynamo.reset()
     counters.clear()
+    return eager, compiled
 
-    expected = image(eager, seed=4)
+
+def test_compile_on_the_cpu_compiles_the_vae_decode_once_not_the_unet(
+    tiny_models: TinyModels, tmp_path: Path
+) -> None:
+    eager, compiled = executors(tiny_models, tmp_path)
+    expected_latent, expected_image = image(eager, seed=4)
     assert counters["stats"]["unique_graphs"] == 0  # eager never reaches Dynamo
 
-    got = image(compiled, seed=4)
-    assert counters["stats"]["unique_graphs"] > 0  # the UNet's forward was captured ...
+    latent, got = image(compiled, seed=4)
+    assert counters["stats"]["unique_graphs"] > 0  # the decode was captured ...
     frames = counters["frames"]["total"]
-    # ... and matches eager: fused kernels round differently, by ~1e-4 here once the sampler
-    # has scaled the UNet's output by sigma (14.6 at the first step) and cfg (7.5).
-    torch.testing.assert_close(got, expected, atol=TOLERANCE, rtol=TOLERANCE)
+    # ... but not the UNet: on the CPU a compiled UNet step measured slower than eager.
+    assert torch.equal(latent, expected_latent)
+    torch.testing.assert_close(got, expected_image, atol=TOLERANCE, rtol=TOLERANCE)
 
-    # A new seed reruns the sampler on the same cached model: compiled code is reused as it is.
-    again, reference = image(compiled, seed=5), image(eager, seed=5)
+    # A new seed decodes a new latent of the same shape with the cached VAE: no new compile.
+    again, reference = image(compiled, seed=5)[1], image(eager, seed=5)[1]
     assert counters["frames"]["total"] == frames
     torch.testing.assert_close(again, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_where_the_unet_compiles_it_runs_through_torch_compile_once_and_matches_eager(
+    tiny_models: TinyModels, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on a GPU (none here): the policy allows the UNet, so its forward is compiled too.
+    monkeypatch.setattr("nodes.sd.denoiser.compiles_unet", lambda device: True)
+    eager, compiled = executors(tiny_models, tmp_path)
+    expected = image(eager, seed=4)[0]
+    got = image(compiled, seed=4)[0]
+    assert counters["stats"]["unique_graphs"] > 0
+    frames = counters["frames"]["total"]
+    # Fused kernels round differently, by ~1e-4 here once the sampler has scaled the UNet's
+    # output by sigma (14.6 at the first step) and cfg (7.5).
+    torch.testing.assert_close(got, expected, atol=TOLERANCE, rtol=TOLERANCE)
+    # A new seed reruns the sampler on the same cached model: compiled code is reused as it is.
+    again, reference = image(compiled, seed=5)[0], image(eager, seed=5)[0]
+    assert counters["frames"]["total"] == frames
+    torch.testing.assert_close(again, reference, atol=TOLERANCE, rtol=TOLERANCE)
+
+
+def test_the_unet_compiles_off_the_cpu_only() -> None:
+    assert not compiles_unet(torch.device("cpu"))
+    assert compiles_unet(torch.device("cuda", 0))
 
 
 def test_a_model_is_compiled_once_and_a_copy_compiles_its_own() -> None:
