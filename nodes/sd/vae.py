@@ -14,7 +14,7 @@ def decode(vae: VaeModel, samples: torch.Tensor) -> torch.Tensor:
     """Latents (B, 4, h, w), already scaled, to images (B, 8h, 8w, 3) in [0, 1]."""
     device, dtype = vae_device(vae.vae)
     with torch.no_grad():
-        decoded = vae.vae.decode(
+        decoded: torch.Tensor = vae.vae.decode(
             samples.to(device, dtype) / vae.scaling_factor
         ).sample  # (B, 3, H, W)
     return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
@@ -28,7 +28,7 @@ def encode(vae: VaeModel, pixels: torch.Tensor) -> torch.Tensor:
     device, dtype = vae_device(vae.vae)
     x = pixels[..., :3].permute(0, 3, 1, 2).to(device, dtype) * 2.0 - 1.0  # (B, 3, H, W)
     with torch.no_grad():
-        mean = vae.vae.encode(x).latent_dist.mean
+        mean: torch.Tensor = vae.vae.encode(x).latent_dist.mean
     return mean.float() * vae.scaling_factor
 
 
