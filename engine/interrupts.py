@@ -57,13 +57,14 @@ class RunInThread:
 
     def run(self, work: Callable[[CancelToken], T]) -> T:
         """The result of `work`; installs SIGINT/SIGTERM handlers for the time it runs."""
-        box: dict[str, Any] = {}
+        results: list[T] = []
+        errors: list[BaseException] = []
 
         def target() -> None:
             try:
-                box["result"] = work(self.cancel)
+                results.append(work(self.cancel))
             except BaseException as exc:
-                box["error"] = exc
+                errors.append(exc)
 
         thread = threading.Thread(target=target, name="latentgraph-run", daemon=True)
         previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -78,9 +79,9 @@ class RunInThread:
         finally:
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
-        if "error" in box:
-            raise box["error"]
-        return box["result"]
+        if errors:
+            raise errors[0]
+        return results[0]
 
     def _on_signal(self, signum: int, _frame: Any) -> None:
         self._signals += 1

@@ -97,7 +97,14 @@ def available_ram() -> int:
 
 
 class TorchPlacement:
-    """Placement for real values: tensors and torch modules inside dataclasses, lists and dicts."""
+    """Placement for real values: tensors and torch modules inside dataclasses, lists and dicts.
+
+    `compute_device` fixes where models run; by default it is the best device found (CUDA, MPS,
+    then the CPU). Tests pass a second device the CPU can host, so real moves run without a GPU.
+    """
+
+    def __init__(self, compute_device: str | None = None) -> None:
+        self._compute_device = compute_device
 
     def footprint(self, value: Any) -> dict[str, int]:
         """Bytes per device, counting each tensor storage once."""
@@ -106,7 +113,7 @@ class TorchPlacement:
         for tensor in _tensors(value):
             storage = tensor.untyped_storage()
             device = str(tensor.device)
-            key = (device, storage.data_ptr() or id(storage))
+            key = (device, _storage_key(storage))
             if key in seen:
                 continue
             seen.add(key)
@@ -118,11 +125,14 @@ class TorchPlacement:
         return self.footprint(list(values))
 
     def storage_keys(self, value: Any) -> set[int]:
-        """The data pointers of the storages the value holds."""
-        return {t.untyped_storage().data_ptr() for t in _tensors(value)} - {0}
+        """Identities (data pointers, where the device has them) of the non-empty storages held."""
+        storages = (t.untyped_storage() for t in _tensors(value))
+        return {_storage_key(s) for s in storages if s.nbytes()}
 
     def compute_device(self) -> str:
-        """Where models run: CUDA, then MPS, then the CPU."""
+        """Where models run: the device given, else CUDA, then MPS, then the CPU."""
+        if self._compute_device is not None:
+            return self._compute_device
         torch = sys.modules.get("torch")
         if torch is None:
             return CPU
@@ -171,6 +181,16 @@ def _walk(value: Any) -> Any:
             stack.extend(item)
         elif isinstance(item, dict):
             stack.extend(item.values())
+
+
+def _storage_key(storage: Any) -> int:
+    """What identifies a storage: its data pointer, or (for devices without one) the storage itself."""
+    try:
+        pointer = int(storage.data_ptr())
+    except RuntimeError:  # lazy and XLA storages have no pointer the host can read
+        return int(storage._cdata)
+    # An empty storage has no pointer; its id is unique while it lives, and it counts 0 bytes.
+    return pointer or id(storage)
 
 
 def _tensors(value: Any) -> Any:

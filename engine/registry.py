@@ -18,6 +18,7 @@ from engine.ports import BUILTIN_TYPES, port_by_name
 
 if TYPE_CHECKING:
     from engine.config import Paths
+    from engine.formats import DocumentFormat
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ class Registry:
     def __init__(self, classes: Iterable[type[Node]] = ()) -> None:
         self._classes: dict[str, type[Node]] = {}
         # Foreign graph formats the node modules can convert (see engine/formats.py).
-        self.formats: list[Any] = []
+        self.formats: list[DocumentFormat] = []
         for cls in classes:
             self.add(cls)
 

@@ -10,13 +10,13 @@ from nodes.generation import DescribesGeneration, Upstream
 from nodes.sampling import (
     CONVENTION_HELP,
     Convention,
-    LatentOut,
     SamplerName,
     SchedulerName,
     run_sampler,
     sampler_parameters,
 )
 from nodes.sd.values import Conditioning, Latent, UNetModel
+from nodes.shared_outputs import LatentOut
 
 
 @node("SampleSteps", category="sampling")

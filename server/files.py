@@ -181,7 +181,7 @@ class ImageInfo:
 
 def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
     """Verify that `data` is one whole PNG, JPEG, WebP, GIF or BMP image; raises InvalidImage."""
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     try:
         with warnings.catch_warnings():
@@ -205,7 +205,7 @@ def inspect_image(data: bytes, max_pixels: int) -> ImageInfo:
         raise
     except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
         raise InvalidImage("too_large", f"the image has too many pixels: {exc}") from None
-    except Image.UnidentifiedImageError:
+    except UnidentifiedImageError:
         raise InvalidImage("not_an_image", "the file is not an image Pillow can read") from None
     except Exception as exc:
         raise InvalidImage("corrupt_image", f"the image is corrupt: {exc}") from None

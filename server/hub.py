@@ -15,7 +15,8 @@ from typing import Protocol
 
 from pydantic import BaseModel
 
-from server.messages import Codec, Frame, JobEvent
+from server.codec import Codec
+from server.messages import Frame, JobEvent
 
 MAX_SUBSCRIPTIONS = 1000
 MAX_CURSORS = 4096

@@ -1,8 +1,8 @@
-"""Websocket messages: typed models, their JSON encoding, the binary preview frame, and codecs.
+"""What the job queue sends: typed job messages, made from engine events, logged as `JobEvent`s.
 
-Job logic produces `JobEvent`s; a `Codec` turns one into the frames a connection sends. The native
-codec sends each message as JSON text (encoded once, shared by every subscriber); a protocol
-facade (ComfyUI's, say) can plug in its own codec without touching the job logic.
+Each job message is encoded once as JSON text, with an optional binary preview frame, and a
+`Codec` (server/codec.py) turns the `JobEvent` into the frames a connection sends. The messages
+of the websocket conversation itself (hello, subscribe, ping) are in server/connection_messages.py.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 import struct
 import time
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from typing_extensions import assert_never
 
 from engine.errors import NodeFailure
@@ -37,16 +37,11 @@ from engine.events import NodesCached as EngineNodesCached
 from engine.events import NodeStarted as EngineNodeStarted
 from engine.events import Progress as EngineProgress
 from server.files import with_view_urls
-from server.schemas import (
-    JOB_ID_PATTERN,
-    MAX_SQL_INT,
-    InterruptReason,
-    JobError,
-    JobStatus,
-    UiOutput,
-)
+from server.schemas import InterruptReason, JobError, UiOutput
 
-PROTOCOL_VERSION = 1
+if TYPE_CHECKING:
+    from server.codec import Codec
+
 FRAME_PREVIEW = 1
 PREVIEW_PREFIX = struct.Struct(">II")  # frame type, then the JSON header's length in bytes
 TERMINAL_TYPES = frozenset({"job_finished", "job_failed", "job_interrupted", "job_cancelled"})
@@ -198,19 +193,7 @@ JobMessage = Annotated[
 job_message_adapter: TypeAdapter[JobMessage] = TypeAdapter(JobMessage)
 
 
-# --- Connection messages: not part of any job log, so they carry no sequence number. ---
-
-
-class HelloData(BaseModel):
-    client_id: str | None
-    protocol: int = PROTOCOL_VERSION
-
-
-class Hello(BaseModel):
-    """First message on every connection."""
-
-    type: Literal["hello"] = "hello"
-    data: HelloData
+# --- Queue counts: sent to every connection, so they carry no job id. ---
 
 
 class QueueStatusData(BaseModel):
@@ -223,108 +206,6 @@ class QueueStatus(BaseModel):
 
     type: Literal["queue"] = "queue"
     data: QueueStatusData
-
-
-class SubscribedData(BaseModel):
-    job_id: str
-    status: JobStatus
-    after_seq: int = Field(description="Replay started after this sequence number.")
-    last_seq: int = Field(description="The job's latest sequence number when subscribed.")
-
-
-class Subscribed(BaseModel):
-    """Answer to `subscribe`; the replayed events follow it."""
-
-    type: Literal["subscribed"] = "subscribed"
-    data: SubscribedData
-
-
-class UnsubscribedData(BaseModel):
-    job_id: str
-
-
-class Unsubscribed(BaseModel):
-    """Answer to `unsubscribe`."""
-
-    type: Literal["unsubscribed"] = "unsubscribed"
-    data: UnsubscribedData
-
-
-class PongData(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-
-class Pong(BaseModel):
-    """Answer to `ping`, after every frame queued before it."""
-
-    type: Literal["pong"] = "pong"
-    data: PongData = Field(default_factory=PongData)
-
-
-class ErrorData(BaseModel):
-    code: Literal["bad_message", "unknown_job", "too_many_subscriptions", "internal_error"]
-    message: str
-    job_id: str | None = None
-
-
-class ErrorMessage(BaseModel):
-    """A client message could not be honoured."""
-
-    type: Literal["error"] = "error"
-    data: ErrorData
-
-
-ServerMessage = Annotated[
-    JobMessage | Hello | QueueStatus | Subscribed | Unsubscribed | Pong | ErrorMessage,
-    Field(discriminator="type"),
-]
-
-
-# --- Client messages. ---
-
-
-class SubscribeData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    job_id: str = Field(pattern=JOB_ID_PATTERN)
-    after_seq: int = Field(
-        0, ge=0, le=MAX_SQL_INT, description="Replay the events after this sequence number."
-    )
-
-
-class Subscribe(BaseModel):
-    """Receive a job's events: those after `after_seq` at once, then live ones."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["subscribe"]
-    data: SubscribeData
-
-
-class UnsubscribeData(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    job_id: str = Field(pattern=JOB_ID_PATTERN)
-
-
-class Unsubscribe(BaseModel):
-    """Stop receiving a job's events."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["unsubscribe"]
-    data: UnsubscribeData
-
-
-class Ping(BaseModel):
-    """Ask for a `pong`; its data is echoed back."""
-
-    type: Literal["ping"]
-    data: dict[str, Any] = Field(default_factory=dict)
-
-
-ClientMessage = Annotated[Subscribe | Unsubscribe | Ping, Field(discriminator="type")]
-client_message_adapter: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
 # --- Encoding. ---
@@ -353,28 +234,6 @@ class JobEvent:
         if frames is None:
             frames = self._frames[codec.name] = codec.job_frames(self)
         return frames
-
-
-class Codec(Protocol):
-    """Turns job events and connection messages into websocket frames for one protocol."""
-
-    name: str
-
-    def job_frames(self, event: JobEvent) -> list[Frame]: ...
-
-    def message(self, message: BaseModel) -> list[Frame]: ...
-
-
-class NativeCodec:
-    """Latentgraph's own protocol: JSON text `{type, data}`, previews as binary frames."""
-
-    name = "latentgraph"
-
-    def job_frames(self, event: JobEvent) -> list[Frame]:
-        return [event.text] if event.preview is None else [event.text, event.preview]
-
-    def message(self, message: BaseModel) -> list[Frame]:
-        return [encode(message)]
 
 
 def encode(message: BaseModel) -> str:

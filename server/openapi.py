@@ -13,7 +13,7 @@ from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode
 
 from engine.graph import GraphFile
-from server.messages import ClientMessage, ServerMessage
+from server.connection_messages import ClientMessage, ServerMessage
 from server.route_types import Body, Route
 from server.schemas import ErrorBody
 

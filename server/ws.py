@@ -16,16 +16,12 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import ValidationError
 
 from engine.documents import DocumentError, parse_json
-from server.errors import ApiError
-from server.hub import MAX_SUBSCRIPTIONS
-from server.messages import (
-    Codec,
+from server.codec import Codec, NativeCodec
+from server.connection_messages import (
     ErrorData,
     ErrorMessage,
-    Frame,
     Hello,
     HelloData,
-    NativeCodec,
     Ping,
     Pong,
     PongData,
@@ -37,6 +33,9 @@ from server.messages import (
     UnsubscribedData,
     client_message_adapter,
 )
+from server.errors import ApiError
+from server.hub import MAX_SUBSCRIPTIONS
+from server.messages import Frame
 from server.schemas import CLIENT_ID_PATTERN
 from server.services import Services, services
 
@@ -112,7 +111,7 @@ class WsConnection:
 async def websocket_handler(request: web.Request) -> web.StreamResponse:
     """GET /ws: the native protocol (see docs/api/websocket.md); `?clientId=` speaks ComfyUI's."""
     if "clientId" in request.query:
-        from server.comfy.routes import comfy_websocket
+        from server.comfy.websocket import comfy_websocket
 
         return await comfy_websocket(request)
     client_id = request.query.get("client_id")

@@ -16,15 +16,8 @@ from engine.errors import ErrorCode, GraphError, GraphValidationError
 from engine.formats import ConvertedGraph
 from engine.graph import NODE_ID_PATTERN
 from engine.registry import Registry
-from nodes.comfy.mapping import (
-    CLASSES,
-    DROP,
-    PASS_THROUGH,
-    VALUES,
-    ClassMapping,
-    ValueProblem,
-    comfy_input_of,
-)
+from nodes.comfy.mapping import CLASSES, PASS_THROUGH, ClassMapping, comfy_input_of
+from nodes.comfy.values import DROP, VALUES, ValueProblem
 
 FORMAT_NAME = "comfyui-api"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")

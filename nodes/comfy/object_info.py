@@ -7,7 +7,8 @@ from typing import Any
 from engine.config import Paths
 from engine.node import InputSpec
 from engine.registry import Registry
-from nodes.comfy.mapping import CLASSES, CONTROL, SAMPLER_ALIASES, UPLOAD, ClassMapping
+from nodes.comfy.mapping import CLASSES, CONTROL, UPLOAD, ClassMapping
+from nodes.comfy.values import SAMPLER_ALIASES
 
 # Inputs whose ComfyUI choices differ from ours in spelling.
 _SWITCHES = {

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from nodes.sd.areas import Crop, area_weight, crop_for, with_opposite_areas, with_uncond_controls
 from nodes.sd.compiled import compiled_forward, compiles_unet
-from nodes.sd.samplers import Denoiser
+from nodes.sd.sampler_steps import Denoiser
 from nodes.sd.schedules import DiscreteSchedule, discrete_schedule
 from nodes.sd.values import LATENT_SCALE, Conditioning, ControlApplication, UNetModel
 

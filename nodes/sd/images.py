@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from nodes.sd.folder_files import list_files
+
 if TYPE_CHECKING:
     from engine.outputs import OutputStore
 
@@ -22,14 +24,8 @@ class ImageFileError(ValueError):
 
 
 def list_images(folder: Path) -> list[str]:
-    """Image files under `folder`, as sorted relative POSIX paths."""
-    if not folder.is_dir():
-        return []
-    return sorted(
-        p.relative_to(folder).as_posix()
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-    )
+    """Image files under `folder`, as sorted relative POSIX paths (see folder_files.py)."""
+    return list_files(folder, IMAGE_SUFFIXES)
 
 
 def load_image(path: Path) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,8 +22,10 @@ _FP32_BYTES_PER_FILE_BYTE = 2
 
 def store_in_fp16(module: Any, compute_dtype: torch.dtype = torch.float32) -> Any:
     """Keep `module`'s conv, linear and embedding weights in fp16, cast per layer to `compute_dtype`."""
-    from diffusers.hooks import apply_layerwise_casting
-    from diffusers.hooks.layerwise_casting import DEFAULT_SKIP_MODULES_PATTERN
+    from diffusers.hooks.layerwise_casting import (
+        DEFAULT_SKIP_MODULES_PATTERN,
+        apply_layerwise_casting,
+    )
 
     apply_layerwise_casting(
         module,

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 
 from engine.config import Paths
+from nodes.sd.folder_files import list_files
 
 ModelKind = Literal["checkpoints", "vae", "loras", "controlnet"]
 MODEL_KINDS: tuple[ModelKind, ...] = ("checkpoints", "vae", "loras", "controlnet")
@@ -52,33 +53,7 @@ def list_models(
         merged = set(list_models(kind, models_root)) | set(list_models(kind, BUILTIN_MODELS))
         return sorted(merged, key=str.lower)
     folder = model_folder(kind, models_root)
-    if not folder.is_dir():
-        return []
-    marker = FOLDER_MARKERS.get(kind)
-    names: list[str] = []
-    seen: set[Path] = set()
-
-    def walk(directory: Path) -> None:
-        try:
-            real = directory.resolve()
-        except (OSError, RuntimeError):  # a symlink loop (RuntimeError before Python 3.13)
-            return
-        if real in seen:  # a symlinked folder that leads back to one already listed
-            return
-        seen.add(real)
-        for entry in sorted(directory.iterdir()):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                if marker and (entry / marker).is_file():
-                    names.append(entry.relative_to(folder).as_posix())
-                else:
-                    walk(entry)
-            elif entry.suffix.lower() in WEIGHT_SUFFIXES:
-                names.append(entry.relative_to(folder).as_posix())
-
-    walk(folder)
-    return sorted(names, key=str.lower)
+    return list_files(folder, WEIGHT_SUFFIXES, folder_marker=FOLDER_MARKERS.get(kind))
 
 
 def resolve_model(

@@ -72,10 +72,11 @@ def brownian_noise_sampler(
     def noise(sigma: float, sigma_next: float) -> torch.Tensor:
         low, high = sorted((float(sigma), float(sigma_next)))
         low, high = max(low, start), min(high, end)
-        increment = tree(low, high)
+        increment: torch.Tensor = tree(low, high)
         sign = 1.0 if sigma_next > sigma else -1.0
         # Divide by the std of the increment so the caller gets unit-variance noise.
-        unit = increment * (sign / max(high - low, 1e-12) ** 0.5)
+        scale: float = sign / max(high - low, 1e-12) ** 0.5
+        unit = increment * scale
         return unit.to(device=like.device, dtype=like.dtype)
 
     return noise
@@ -106,7 +107,7 @@ def comfy_brownian_noise_sampler(
         with warnings.catch_warnings():
             # Queries past the ends are clamped by the tree, which also warns; ComfyUI's are too.
             warnings.simplefilter("ignore")
-            increment = tree(low, high) * sign
+            increment: torch.Tensor = tree(low, high) * sign
         unit = increment / (t1 - t0).abs().sqrt()
         return unit.to(device=like.device, dtype=like.dtype)
 

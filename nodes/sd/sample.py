@@ -23,7 +23,8 @@ from nodes.sd.noise import (
     comfy_brownian_noise_sampler,
     initial_noise,
 )
-from nodes.sd.samplers import ANCESTRAL_SAMPLERS, SAMPLERS, SDE_SAMPLERS, Denoiser
+from nodes.sd.sampler_steps import Denoiser
+from nodes.sd.samplers import ANCESTRAL_SAMPLERS, SAMPLERS, SDE_SAMPLERS
 from nodes.sd.schedules import SCHEDULERS, discrete_schedule, sampling_sigmas
 from nodes.sd.values import Conditioning, Latent, UNetModel
 

@@ -316,7 +316,10 @@ def _perturbed(module: Any, seed: int) -> Any:
 
 
 def _public(config: Any) -> dict[str, Any]:
-    return json.loads(json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")}))
+    public: dict[str, Any] = json.loads(
+        json.dumps({k: v for k, v in dict(config).items() if not k.startswith("_")})
+    )
+    return public
 
 
 def _contiguous(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -358,7 +361,8 @@ def _lora_pair(
 
 
 def _module_weight(model: Any, name: str) -> torch.Tensor:
-    return model.get_submodule(name).weight
+    weight: torch.Tensor = model.get_submodule(name).weight
+    return weight
 
 
 def _kohya_lora(unet: Any, text_encoder: Any, seed: int) -> dict[str, torch.Tensor]:

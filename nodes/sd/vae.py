@@ -17,7 +17,7 @@ def decode(vae: VaeModel, samples: torch.Tensor, compiled: bool = False) -> torc
     device, dtype = vae_device(vae.vae)
     run = compiled_forward(vae.vae, "decode") if compiled else vae.vae.decode
     with torch.no_grad():
-        decoded = run(samples.to(device, dtype) / vae.scaling_factor).sample  # (B, 3, H, W)
+        decoded: torch.Tensor = run(samples.to(device, dtype) / vae.scaling_factor).sample
     return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
 
 
@@ -29,7 +29,7 @@ def encode(vae: VaeModel, pixels: torch.Tensor) -> torch.Tensor:
     device, dtype = vae_device(vae.vae)
     x = pixels[..., :3].permute(0, 3, 1, 2).to(device, dtype) * 2.0 - 1.0  # (B, 3, H, W)
     with torch.no_grad():
-        mean = vae.vae.encode(x).latent_dist.mean
+        mean: torch.Tensor = vae.vae.encode(x).latent_dist.mean
     return mean.float() * vae.scaling_factor
 
 

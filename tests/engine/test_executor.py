@@ -158,10 +158,17 @@ def test_failing_fingerprint_reruns_the_node_and_its_run_reports_the_error(
             "show": {"type": "Show", "links": {"text": "read.text"}},
         }
     }
+    RUNS.clear()
     result = executor.run(graph)
     assert result.status == "failed"
     assert result.error is not None and result.error.node_id == "read"
     assert result.error.exception_type == "FileNotFoundError"
+    # The error comes from the node's own run, not from its fingerprint; and it runs every time.
+    assert RUNS["ReadFile"] == 1
+    again = executor.run(graph)
+    assert again.status == "failed" and again.error is not None
+    assert again.error.exception_type == "FileNotFoundError"
+    assert RUNS["ReadFile"] == 2
 
 
 def test_failing_fingerprint_reruns_the_node_every_time_and_says_why(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from engine.registry import default_registry
-from nodes.comfy.mapping import sampler_name
+from nodes.comfy.values import sampler_name
 
 
 @pytest.mark.parametrize("node_type", ["Sample", "SampleSteps"])

@@ -32,20 +32,19 @@ from diffusers import (
 )
 
 from nodes.sd.noise import ancestral_noise_sampler, brownian_noise_sampler
+from nodes.sd.sampler_steps import get_ancestral_step, to_d
 from nodes.sd.samplers import (
     ANCESTRAL_SAMPLERS,
     SAMPLERS,
     SDE_SAMPLERS,
-    get_ancestral_step,
     sample_ddim,
     sample_dpmpp_2m,
     sample_dpmpp_2m_sde,
     sample_euler,
     sample_euler_ancestral,
-    sample_uni_pc,
-    to_d,
 )
 from nodes.sd.schedules import SCHEDULERS, sampling_sigmas
+from nodes.sd.unipc import sample_uni_pc
 from nodes.sd.values import NoiseSchedule
 
 MU, S = 0.3, 0.5

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 
 from server.comfy.routes import comfy_paths
-from server.messages import ClientMessage, ServerMessage
+from server.connection_messages import ClientMessage, ServerMessage
 from server.openapi_file import OPENAPI_FILE, render
 from server.routes import ROUTES, api_description
 from tests.server.harness import API, RunningServer

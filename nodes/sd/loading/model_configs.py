@@ -29,7 +29,8 @@ def shipped_config(variant: str) -> dict[str, Any]:
     if not file.is_file():
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.json"))
         raise ValueError(f"no shipped config {variant!r}; known: {', '.join(known)}")
-    return json.loads(file.read_text(encoding="utf-8"))
+    configs: dict[str, Any] = json.loads(file.read_text(encoding="utf-8"))
+    return configs
 
 
 def given_configs(
@@ -38,7 +39,8 @@ def given_configs(
     """The configs from the argument, else from the file's metadata, else None."""
     if isinstance(config, (str, Path)):
         try:
-            return json.loads(Path(config).read_text(encoding="utf-8"))
+            read: dict[str, Any] = json.loads(Path(config).read_text(encoding="utf-8"))
+            return read
         except (OSError, ValueError) as error:
             raise CheckpointError(
                 f"config {config} could not be read: {error}", code="bad_config", path=file
@@ -47,7 +49,8 @@ def given_configs(
         return dict(config)
     if METADATA_CONFIGS in metadata:
         try:
-            return json.loads(metadata[METADATA_CONFIGS])
+            stored: dict[str, Any] = json.loads(metadata[METADATA_CONFIGS])
+            return stored
         except ValueError as error:
             raise CheckpointError(
                 f"{file.name}: metadata {METADATA_CONFIGS!r} is not valid JSON ({error})",

@@ -90,7 +90,8 @@ class SafetensorsSource(TensorSource):
         return len(self._order)
 
     def read(self, key: str) -> torch.Tensor:
-        return self._handle.get_tensor(key)
+        tensor: torch.Tensor = self._handle.get_tensor(key)
+        return tensor
 
     def file_order(self, keys: Iterable[str]) -> list[str]:
         wanted = set(keys)
