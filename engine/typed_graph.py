@@ -58,6 +58,10 @@ def render(registry: Registry) -> str:
     lines = [HEADER.rstrip("\n")]
     for module in sorted(imports):
         lines.append(f"from {module} import {', '.join(sorted(imports[module]))}")
+    # Explicit exports: strict type checkers (mypy --strict) do not re-export imported names.
+    nodes = {cls.__name__ for cls in registry}
+    exported = sorted(nodes | {f"{name}Node" for name in nodes} | {"Graph", "Port"})
+    lines += ["", "__all__ = [", *(f'    "{name}",' for name in exported), "]"]
     lines.append("")
     for protocol in protocols:
         lines += ["", protocol]
