@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from server import api_convert, api_editor, api_files, api_jobs, api_system, ws
+from server.comfy.websocket import comfy_websocket
 from server.openapi import openapi_document
 from server.route_types import Body, Route
 from server.schemas import (
@@ -51,6 +52,15 @@ async def openapi_json(request: web.Request) -> web.Response:
 
 
 _BINARY = {"type": "string", "contentMediaType": "application/octet-stream"}
+
+
+async def websocket_handler(request: web.Request) -> web.StreamResponse:
+    """GET /ws: ComfyUI's dialect for clients that say `?clientId=` (as ComfyUI's own do), else
+    the native protocol; the one place that knows both handlers."""
+    if "clientId" in request.query:
+        return await comfy_websocket(request)
+    return await ws.native_websocket(request)
+
 
 ROUTES: tuple[Route, ...] = (
     Route(
@@ -223,7 +233,7 @@ ROUTES: tuple[Route, ...] = (
     Route(
         "GET",
         "/ws",
-        ws.websocket_handler,
+        websocket_handler,
         "Websocket upgrade; messages are described at /api/v1/docs/websocket.",
         "websocket",
         {101: Body("application/json", "Switching protocols.", {})},

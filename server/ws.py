@@ -108,12 +108,8 @@ class WsConnection:
             await self.ws.close(code=WSCloseCode.INTERNAL_ERROR)
 
 
-async def websocket_handler(request: web.Request) -> web.StreamResponse:
-    """GET /ws: the native protocol (see docs/api/websocket.md); `?clientId=` speaks ComfyUI's."""
-    if "clientId" in request.query:
-        from server.comfy.websocket import comfy_websocket
-
-        return await comfy_websocket(request)
+async def native_websocket(request: web.Request) -> web.StreamResponse:
+    """GET /ws in the native protocol (see docs/api/websocket.md)."""
     client_id = request.query.get("client_id")
     if client_id is not None and not re.fullmatch(CLIENT_ID_PATTERN, client_id):
         raise ApiError(400, "bad_request", f"client_id must match {CLIENT_ID_PATTERN}")

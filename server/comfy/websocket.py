@@ -11,12 +11,11 @@ from server.comfy.codec import ComfyCodec
 from server.comfy.state import node_ids_for
 from server.errors import ApiError
 from server.schemas import CLIENT_ID_PATTERN
+from server.ws import serve_websocket
 
 
 async def comfy_websocket(request: web.Request) -> web.StreamResponse:
     """GET /ws?clientId= (and /api/ws): ComfyUI's websocket dialect on our event hub."""
-    from server.ws import serve_websocket
-
     client_id = request.query.get("clientId") or uuid.uuid4().hex
     if not re.fullmatch(CLIENT_ID_PATTERN, client_id):
         raise ApiError(400, "bad_request", f"clientId must match {CLIENT_ID_PATTERN}")
