@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import copy
 import json
 import os
@@ -22,6 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -155,28 +157,35 @@ async def drive(url: str, reruns: int, pid: int | None) -> dict[str, Any]:
     }
 
 
+@contextlib.contextmanager
+def serving(command: list[str], root: Path) -> Iterator[tuple[str, int]]:
+    """Runs a `serve` command from `root` until the block ends (SIGINT); yields its URL and pid."""
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        if not line.startswith("serving on "):
+            raise RuntimeError(f"server did not start: {line!r}")
+        yield line.split()[2], process.pid
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def timed_server(root: Path, reruns: int) -> dict[str, Any]:
     """Median and minimum re-run time of `latentgraph serve` run from the checkout at `root`."""
     with tempfile.TemporaryDirectory() as scratch:
         # Older checkouts kept the command line in engine/cli.py.
         cli = "latentgraph_cli" if (root / "latentgraph_cli").is_dir() else "engine.cli"
         command = [sys.executable, "-m", cli, "serve", "--port", "0", "--output", scratch]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=root
-        )
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if not line.startswith("serving on "):
-                raise RuntimeError(f"server did not start: {line!r}")
-            return asyncio.run(drive(line.split()[2], reruns, None))
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        with serving(command, root) as (url, _):
+            return asyncio.run(drive(url, reruns, None))
 
 
 def compare(baseline: Path, reruns: int, rounds: int) -> None:
@@ -225,27 +234,13 @@ def main() -> None:
             command = [sys.executable, "-m", "latentgraph_cli", *serve]
         else:
             command = [sys.executable, __file__, "--serve", stats_path, *serve]
-        process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT
-        )
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            if not line.startswith("serving on "):
-                raise RuntimeError(f"server did not start: {line!r}")
-            pid = None if args.no_profile else process.pid
-            result = asyncio.run(drive(line.split()[2], args.reruns, pid))
+        with serving(command, ROOT) as (url, server_pid):
+            pid = None if args.no_profile else server_pid
+            result = asyncio.run(drive(url, args.reruns, pid))
             if pid is not None:
                 deadline = time.monotonic() + 120
                 while not Path(stats_path).exists() and time.monotonic() < deadline:
                     time.sleep(0.5)  # written by the server on SIGUSR2
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
         print(
             f"identical re-run ({args.reruns}x, {'profiled' if pid else 'not profiled'}): "
             f"median {result['median_ms']:.2f} ms, min {result['min_ms']:.2f} ms, "

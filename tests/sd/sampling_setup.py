@@ -23,6 +23,7 @@ from diffusers import (
 from nodes.sd import values
 from nodes.sd.sample import sample
 from nodes.sd.schedules import discrete_schedule
+from nodes.sd.tiny_models import TINY_UNET
 from nodes.sd.values import (
     Conditioning,
     Latent,
@@ -65,18 +66,7 @@ def _quiet_last_layer(unet: UNet2DConditionModel) -> UNet2DConditionModel:
 @pytest.fixture(scope="module")
 def sd_unet() -> UNet2DConditionModel:
     torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        block_out_channels=(32, 64),
-        layers_per_block=2,
-        sample_size=8,
-        in_channels=4,
-        out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=32,
-        attention_head_dim=8,
-    )
-    return _quiet_last_layer(unet)
+    return _quiet_last_layer(UNet2DConditionModel(**TINY_UNET))  # the tiny models' SD1 UNet
 
 
 @pytest.fixture(scope="module")
