@@ -274,18 +274,36 @@ def alphas_cumprod() -> torch.Tensor:
 
 
 def noisy_batch(
-    data: LatentData, index: np.ndarray, device: torch.device, ab: torch.Tensor
+    data: LatentData,
+    index: np.ndarray,
+    device: torch.device,
+    ab: torch.Tensor,
+    args: argparse.Namespace,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(noisy latents, timesteps, noise, min-SNR weights) for scenes `index`."""
+    """(noisy latents, timesteps, target, loss weights) for scenes `index`.
+
+    A share of the timesteps (`--high-noise-share`) is drawn from `--high-noise-from` up: the
+    layout, and so the position words, is decided there. The weights are min-SNR's in x0 terms,
+    min(SNR, 5) for epsilon; for v-prediction min(1 + SNR, 5), which keeps the high-noise steps'
+    weight at about 1 instead of their SNR (~0.005), or the words that place the shape get no say.
+    """
     idx = torch.from_numpy(index)
     z0 = data.mean[idx] * data.scaling_factor
     t = torch.randint(0, len(ab), (len(index),))
+    if args.high_noise_share > 0:  # (no extra draws otherwise: earlier runs stay reproducible)
+        high = torch.randint(args.high_noise_from, len(ab), (len(index),))
+        t = torch.where(torch.rand(len(index)) < args.high_noise_share, high, t)
     a = ab[t].view(-1, 1, 1, 1)
     noise = torch.randn_like(z0)
     noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise
     snr = ab[t] / (1 - ab[t])
-    weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
-    return noisy.to(device), t.to(device), noise.to(device), weight.to(device)
+    if args.prediction == "v_prediction":
+        target = a.sqrt() * noise - (1 - a).sqrt() * z0
+        weight = torch.clamp(snr + 1, max=MIN_SNR_GAMMA) / (snr + 1)
+    else:
+        target = noise
+        weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+    return noisy.to(device), t.to(device), target.to(device), weight.to(device)
 
 
 def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -298,7 +316,7 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
 def train_unet(
     args: argparse.Namespace, data: LatentData, device: torch.device, log: LossLog
 ) -> tuple[Any, Any]:
-    """Epsilon prediction with caption dropout; returns the EMA UNet and text encoder."""
+    """Epsilon or v prediction with caption dropout; returns the EMA UNet and text encoder."""
     torch.manual_seed(args.seed + 2 + 10 * args.resume)
     rng = np.random.default_rng((args.seed, 2, args.resume))
     unet = build_unet().to(device).train()
@@ -315,20 +333,20 @@ def train_unet(
     def unet_loss(
         noisy: torch.Tensor,
         t: torch.Tensor,
-        noise: torch.Tensor,
+        target: torch.Tensor,
         weight: torch.Tensor,
         ids: torch.Tensor,
     ) -> torch.Tensor:
         context = text_encoder(input_ids=ids).last_hidden_state
-        return weighted_mse(unet(noisy, t, encoder_hidden_states=context).sample, noise, weight)
+        return weighted_mse(unet(noisy, t, encoder_hidden_states=context).sample, target, weight)
 
     step_loss = compiled(unet_loss, args)
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, noise, weight = noisy_batch(data, index, device, ab)
+        noisy, t, target, weight = noisy_batch(data, index, device, ab, args)
         ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
-        return step_loss(noisy, t, noise, weight, ids)
+        return step_loss(noisy, t, target, weight, ids)
 
     def snapshot(step: int) -> None:
         if args.snapshot_every and (step + 1) % args.snapshot_every == 0:
@@ -365,7 +383,7 @@ def train_controlnet(
     def controlnet_loss(
         noisy: torch.Tensor,
         t: torch.Tensor,
-        noise: torch.Tensor,
+        target: torch.Tensor,
         weight: torch.Tensor,
         ids: torch.Tensor,
         hint: torch.Tensor,
@@ -382,19 +400,19 @@ def train_controlnet(
             down_block_additional_residuals=down,
             mid_block_additional_residual=mid,
         ).sample
-        return weighted_mse(pred, noise, weight)
+        return weighted_mse(pred, target, weight)
 
     step_loss = compiled(controlnet_loss, args)
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, noise, weight = noisy_batch(data, index, device, ab)
+        noisy, t, target, weight = noisy_batch(data, index, device, ab, args)
         # The hint gives the position, so most captions leave it out.
         ids = caption_ids(data, index, rng, position_share=0.3).to(device)
         hint = (
             (data.masks[torch.from_numpy(index)].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1)
         )
-        return step_loss(noisy, t, noise, weight, ids, hint.contiguous().to(device))
+        return step_loss(noisy, t, target, weight, ids, hint.contiguous().to(device))
 
     run_stage(
         "controlnet", args.controlnet_steps, loss_at, opt, schedule, log,
@@ -415,7 +433,13 @@ def _half(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def export(
-    out: Path, vae: Any, text_encoder: Any, unet: Any, controlnet: Any, scaling: float
+    out: Path,
+    vae: Any,
+    text_encoder: Any,
+    unet: Any,
+    controlnet: Any,
+    scaling: float,
+    prediction: str = "epsilon",
 ) -> None:
     """The checkpoint (LDM single file) and the ControlNet (`control_model.*`), fp16."""
     from safetensors.torch import save_file
@@ -425,7 +449,7 @@ def export(
 
     configs = {
         "family": "sd1",
-        "prediction_type": "epsilon",
+        "prediction_type": prediction,
         "unet": _public(unet.config),
         "vae": {**_public(vae.config), "scaling_factor": scaling},
         "text_encoder": text_encoder.config.to_dict(),
@@ -482,6 +506,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="UNet stage: continue from the saved weights (round N)",
     )
     parser.add_argument("--unet-lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--prediction", choices=("epsilon", "v_prediction"), default="epsilon", help="UNet target"
+    )
+    parser.add_argument(
+        "--high-noise-share",
+        type=float,
+        default=0.0,
+        help="share of UNet and ControlNet timesteps drawn from --high-noise-from up",
+    )
+    parser.add_argument("--high-noise-from", type=int, default=600)
     parser.add_argument("--controlnet-steps", type=int, default=1500)
     parser.add_argument("--controlnet-lr", type=float, default=1e-3)
     parser.add_argument("--ema", type=float, default=0.995)
@@ -547,11 +581,15 @@ def main(argv: list[str] | None = None) -> None:
         unet, text_encoder = train_unet(args, data, device, log)
         torch.save(unet.state_dict(), state / "unet.pt")
         torch.save(text_encoder.state_dict(), state / "text_encoder.pt")
+        (state / "prediction.json").write_text(json.dumps({"prediction": args.prediction}))
     elif "controlnet" in stages or "export" in stages:
         unet, text_encoder = (
             saved("unet", build_unet()),
             saved("text_encoder", build_text_encoder()),
         )
+        # The saved UNet's target decides the ControlNet's target and the exported label.
+        if (state / "prediction.json").exists():
+            args.prediction = json.loads((state / "prediction.json").read_text())["prediction"]
     if "controlnet" in stages:
         assert data is not None
         controlnet = train_controlnet(args, data, unet, text_encoder, device, log)
@@ -568,7 +606,7 @@ def main(argv: list[str] | None = None) -> None:
         if "decoder" not in stages:
             vae = saved("vae_decoder", build_vae())
         scaling = json.loads((state / "scaling.json").read_text())["scaling_factor"]
-        export(args.out, vae, text_encoder, unet, controlnet, scaling)
+        export(args.out, vae, text_encoder, unet, controlnet, scaling, args.prediction)
         print(f"wrote {args.out / 'checkpoints' / CHECKPOINT_NAME} and the ControlNet")
     print(f"{'+'.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min on {device}")
 

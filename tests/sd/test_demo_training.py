@@ -5,14 +5,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from nodes.sd.loading.controlnet_file import load_controlnet
 from nodes.sd.loading.single_file import load_checkpoint
-from train.train_demo import CHECKPOINT_NAME, CONTROLNET_NAME, main
+from train.train_demo import (
+    CHECKPOINT_NAME,
+    CONTROLNET_NAME,
+    alphas_cumprod,
+    main,
+    noisy_batch,
+    parse_args,
+)
 
 FEW_STEPS = [
     "--vae-steps", "2", "--decoder-steps", "2", "--unet-steps", "2", "--controlnet-steps", "2",
@@ -28,8 +38,8 @@ def keep_torch_threads() -> Iterator[None]:
     torch.set_num_threads(threads)
 
 
-def train(folder: Path) -> Path:
-    main(["--out", str(folder / "models"), "--work", str(folder / "work"), *FEW_STEPS])
+def train(folder: Path, *extra: str) -> Path:
+    main(["--out", str(folder / "models"), "--work", str(folder / "work"), *FEW_STEPS, *extra])
     return folder / "models"
 
 
@@ -63,3 +73,48 @@ def test_the_same_seed_writes_the_same_weights(tmp_path: Path) -> None:
     second = load_file(train(tmp_path / "b") / "checkpoints" / CHECKPOINT_NAME)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_a_v_prediction_run_writes_a_checkpoint_the_loader_reads_as_v_prediction(
+    tmp_path: Path,
+) -> None:
+    models = train(tmp_path, "--prediction", "v_prediction", "--high-noise-share", "0.5")
+    checkpoint = load_checkpoint(
+        models / "checkpoints" / CHECKPOINT_NAME, device="cpu", dtype="fp32"
+    )
+    assert checkpoint.unet.prediction_type == "v_prediction"
+    # A later stage run alone (here: export) keeps the saved UNet's target, not the default.
+    main(["--stage", "export", "--out", str(tmp_path / "again"), "--work", str(tmp_path / "work")])
+    again = load_checkpoint(
+        tmp_path / "again" / "checkpoints" / CHECKPOINT_NAME, device="cpu", dtype="fp32"
+    )
+    assert again.unet.prediction_type == "v_prediction"
+
+
+def latent_data(count: int) -> Any:
+    """The two fields `noisy_batch` reads of a `LatentData`, without a VAE to make them."""
+    mean = torch.randn(count, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    return SimpleNamespace(mean=mean, scaling_factor=0.5)
+
+
+def test_the_v_target_gives_back_the_clean_latent_and_the_high_noise_share_is_drawn_high() -> None:
+    data = latent_data(256)
+    args = parse_args(["--prediction", "v_prediction", "--high-noise-share", "1.0"])
+    ab = alphas_cumprod()
+    torch.manual_seed(0)
+    noisy, t, target, weight = noisy_batch(data, np.arange(256), torch.device("cpu"), ab, args)
+    assert int(t.min()) >= args.high_noise_from
+    a = ab[t].view(-1, 1, 1, 1)
+    clean = a.sqrt() * noisy - (1 - a).sqrt() * target  # x0 from v, as the sampler reads it
+    assert torch.allclose(clean, data.mean * data.scaling_factor, atol=1e-5)
+    # High noise keeps a weight near 1 in x0 terms (min(1 + SNR, 5) / (1 + SNR) in v terms).
+    assert torch.allclose(weight, torch.ones_like(weight), atol=1e-6)
+
+
+def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> None:
+    data = latent_data(512)
+    args = parse_args([])
+    torch.manual_seed(0)
+    _, t, target, _ = noisy_batch(data, np.arange(512), torch.device("cpu"), alphas_cumprod(), args)
+    assert int(t.min()) < 100 and int(t.max()) > 900
+    assert args.prediction == "epsilon" and target.shape == data.mean.shape
