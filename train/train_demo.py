@@ -535,7 +535,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=True,
         help="with --stage all: fine-tune the decoder in a second process beside the UNet",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not 0.0 <= args.high_noise_share <= 1.0:
+        parser.error(f"--high-noise-share must be between 0 and 1, not {args.high_noise_share}")
+    steps = int(SCHEDULER_CONFIG["num_train_timesteps"])
+    if not 0 <= args.high_noise_from < steps:
+        parser.error(
+            f"--high-noise-from must be a timestep from 0 to {steps - 1}, not {args.high_noise_from}"
+        )
+    return args
 
 
 def start_decoder_process(argv: list[str] | None) -> subprocess.Popen[bytes]:

@@ -118,3 +118,18 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
     _, t, target, _ = noisy_batch(data, np.arange(512), torch.device("cpu"), alphas_cumprod(), args)
     assert int(t.min()) < 100 and int(t.max()) > 900
     assert args.prediction == "epsilon" and target.shape == data.mean.shape
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--high-noise-share", "1.5"], "--high-noise-share must be between 0 and 1"),
+        (["--high-noise-from", "1000"], "--high-noise-from must be a timestep from 0 to 999"),
+    ],
+)
+def test_an_objective_setting_out_of_range_is_refused_by_name(
+    flags: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse_args(flags)
+    assert stop.value.code == 2 and message in capsys.readouterr().err
