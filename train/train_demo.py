@@ -1,6 +1,6 @@
 """Train the embedded demo model: the VAE, then the UNet with the text encoder, then the ControlNet.
 
-    .venv/bin/python -m train.train_demo                    # everything, about 30 min on 2 CPU cores
+    .venv/bin/python -m train.train_demo                    # everything, about 45 min on 2 CPU cores
     .venv/bin/python -m train.train_demo --stage controlnet # one stage, from the work folder's state
 
 Each stage saves its weights to the work folder (default `train/work/`, ignored by git), so stages
@@ -279,6 +279,7 @@ def noisy_batch(
     device: torch.device,
     ab: torch.Tensor,
     args: argparse.Namespace,
+    prediction: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy latents, timesteps, target, loss weights) for scenes `index`.
 
@@ -286,6 +287,7 @@ def noisy_batch(
     layout, and so the position words, is decided there. The weights are min-SNR's in x0 terms,
     min(SNR, 5) for epsilon; for v-prediction min(1 + SNR, 5), which keeps the high-noise steps'
     weight at about 1 instead of their SNR (~0.005), or the words that place the shape get no say.
+    `prediction` overrides `args.prediction` (the v-prediction phase of an epsilon run).
     """
     idx = torch.from_numpy(index)
     z0 = data.mean[idx] * data.scaling_factor
@@ -297,7 +299,7 @@ def noisy_batch(
     noise = torch.randn_like(z0)
     noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise
     snr = ab[t] / (1 - ab[t])
-    if args.prediction == "v_prediction":
+    if (prediction or args.prediction) == "v_prediction":
         target = a.sqrt() * noise - (1 - a).sqrt() * z0
         weight = torch.clamp(snr + 1, max=MIN_SNR_GAMMA) / (snr + 1)
     else:
@@ -316,17 +318,46 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
 def train_unet(
     args: argparse.Namespace, data: LatentData, device: torch.device, log: LossLog
 ) -> tuple[Any, Any]:
-    """Epsilon or v prediction with caption dropout; returns the EMA UNet and text encoder."""
-    torch.manual_seed(args.seed + 2 + 10 * args.resume)
-    rng = np.random.default_rng((args.seed, 2, args.resume))
-    unet = build_unet().to(device).train()
-    text_encoder = build_text_encoder().to(device).train()
+    """The `--prediction` phase, then `--v-steps` more steps converting the UNet to v-prediction
+    (how SD 2 turned an epsilon model into a v one); returns the EMA UNet and text encoder and sets
+    `args.prediction` to the target the returned UNet was trained for."""
+    torch.manual_seed(args.seed + 2 + 10 * args.resume)  # seeds the initial weights, too
+    unet, text_encoder = build_unet(), build_text_encoder()
     if args.resume:  # continue from the weights the last run of this stage saved
         state = args.work / "state"
         unet.load_state_dict(torch.load(state / "unet.pt", map_location=device))
         text_encoder.load_state_dict(torch.load(state / "text_encoder.pt", map_location=device))
+    phases = [("unet", args.prediction, args.unet_steps, args.unet_lr)]
+    if args.v_steps:
+        phases.append(("unet-v", "v_prediction", args.v_steps, args.v_lr))
+    for round_, (name, prediction, steps, lr) in enumerate(phases, start=args.resume):
+        unet, text_encoder = fit_unet(
+            args, data, device, log, (unet, text_encoder), name, prediction, steps, lr, round_
+        )
+        args.prediction = prediction
+    return unet, text_encoder
+
+
+def fit_unet(
+    args: argparse.Namespace,
+    data: LatentData,
+    device: torch.device,
+    log: LossLog,
+    start: tuple[Any, Any],
+    name: str,
+    prediction: str,
+    steps: int,
+    lr: float,
+    round_: int,
+) -> tuple[Any, Any]:
+    """One phase of the UNet stage: `steps` steps from the weights `start`, for `prediction`,
+    with caption dropout; returns the phase's EMA UNet and text encoder."""
+    if round_ != args.resume:  # the first phase's seed was set before its weights were made
+        torch.manual_seed(args.seed + 2 + 10 * round_)
+    rng = np.random.default_rng((args.seed, 2, round_))
+    unet, text_encoder = (m.to(device).train().requires_grad_(True) for m in start)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt, schedule = optimizer(iter(params), args.unet_lr, args.unet_steps)
+    opt, schedule = optimizer(iter(params), lr, steps)
     ema_unet, ema_text = Ema(unet, args.ema), Ema(text_encoder, args.ema)
     ab = alphas_cumprod()
 
@@ -344,7 +375,7 @@ def train_unet(
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, target, weight = noisy_batch(data, index, device, ab, args)
+        noisy, t, target, weight = noisy_batch(data, index, device, ab, args, prediction)
         ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
         return step_loss(noisy, t, target, weight, ids)
 
@@ -353,9 +384,12 @@ def train_unet(
             # The EMA weights so far, for watching a long run from outside.
             torch.save(ema_unet.shadow.state_dict(), args.work / "state" / "unet.pt")
             torch.save(ema_text.shadow.state_dict(), args.work / "state" / "text_encoder.pt")
+            (args.work / "state" / "prediction.json").write_text(
+                json.dumps({"prediction": prediction})
+            )
 
     run_stage(
-        "unet", args.unet_steps, loss_at, opt, schedule, log,
+        name, steps, loss_at, opt, schedule, log,
         clip=params, emas=((ema_unet, unet), (ema_text, text_encoder)), after_step=snapshot,
     )  # fmt: skip
     return ema_unet.shadow, ema_text.shadow
@@ -516,6 +550,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of UNet and ControlNet timesteps drawn from --high-noise-from up",
     )
     parser.add_argument("--high-noise-from", type=int, default=600)
+    parser.add_argument(
+        "--v-steps",
+        type=int,
+        default=3000,
+        help="UNet stage: then this many steps converting the UNet to v-prediction",
+    )
+    parser.add_argument("--v-lr", type=float, default=1e-3, help="learning rate of --v-steps")
     parser.add_argument("--controlnet-steps", type=int, default=1500)
     parser.add_argument("--controlnet-lr", type=float, default=1e-3)
     parser.add_argument("--ema", type=float, default=0.995)
@@ -538,6 +579,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 0.0 <= args.high_noise_share <= 1.0:
         parser.error(f"--high-noise-share must be between 0 and 1, not {args.high_noise_share}")
+    if args.v_steps < 0:
+        parser.error(f"--v-steps must be 0 or more, not {args.v_steps}")
     steps = int(SCHEDULER_CONFIG["num_train_timesteps"])
     if not 0 <= args.high_noise_from < steps:
         parser.error(

@@ -36,9 +36,12 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECKPOINT = BUILTIN_MODELS / "checkpoints" / "latentgraph-shapes.safetensors"
 CONTROLNET = BUILTIN_MODELS / "controlnet" / "latentgraph-shapes-controlnet.safetensors"
 STEPS = 20
+# The demo model reads best at CFG 4-5 on held-out prompts (the model card has the sweep); its
+# example graphs use 5, and so do these tests, except where they compare CFG values.
+CFG = 5.0
 NO_POSITION = (
-    "the shipped model draws the asked colour and shape but has not learnt position words (14% at "
-    "CFG 7, chance is 11%); see the model card"
+    "the shipped model follows position words about half the time (53% at CFG 5 on these prompts, "
+    "33% on held-out ones; chance is 11%); see the model card"
 )
 
 
@@ -61,7 +64,7 @@ def generate(
     prompt: str,
     seed: int,
     *,
-    cfg: float = 7.0,
+    cfg: float = CFG,
     negative: str = "",
     latent: Latent | None = None,
     denoise: float = 1.0,
@@ -111,21 +114,14 @@ def score(demo: Checkpoint, cfg: float) -> tuple[float, float, list[tuple[str, R
     return both / len(cases), position / len(cases), readings
 
 
-@pytest.fixture(scope="module")
-def accuracy_cfg7(demo: Checkpoint) -> tuple[float, float, list[tuple[str, Reading]]]:
-    return score(demo, 7.0)
-
-
 @pytest.mark.xfail(
-    reason="measured at CFG 7 on 36 prompts: colour+shape 72%, position 14% (bar: 90%, 80%); "
+    reason="measured at CFG 5 on 36 prompts: colour+shape 81%, position 53% (bar: 90%, 80%); "
     + NO_POSITION,
     strict=False,
 )
-def test_prompts_give_the_asked_colour_shape_and_position(
-    accuracy_cfg7: tuple[float, float, list[tuple[str, Reading]]],
-) -> None:
-    both, position, readings = accuracy_cfg7
-    print(f"\ncfg 7: colour+shape {both:.0%}, position {position:.0%}")
+def test_prompts_give_the_asked_colour_shape_and_position(demo: Checkpoint) -> None:
+    both, position, readings = score(demo, CFG)
+    print(f"\ncfg {CFG:g}: colour+shape {both:.0%}, position {position:.0%}")
     misses = [
         (p, r)
         for p, r in readings
@@ -136,16 +132,17 @@ def test_prompts_give_the_asked_colour_shape_and_position(
 
 
 @pytest.mark.xfail(
-    reason="measured: colour+shape 72% at both CFG 7 and CFG 1, position 14% at CFG 7 against 17% "
-    "at CFG 1; " + NO_POSITION,
+    reason="measured: colour+shape 64% at both CFG 7 and CFG 1, position 42% at CFG 7 against 44% "
+    "at CFG 1 (CFG 5: 81% and 53%); above CFG 5 this model's colours drift; " + NO_POSITION,
     strict=False,
 )
-def test_cfg_7_follows_the_prompt_better_than_cfg_1(
-    demo: Checkpoint, accuracy_cfg7: tuple[float, float, list[tuple[str, Reading]]]
-) -> None:
-    both_7, position_7, _ = accuracy_cfg7
+def test_cfg_7_follows_the_prompt_better_than_cfg_1(demo: Checkpoint) -> None:
+    both_7, position_7, _ = score(demo, 7.0)
     both_1, position_1, _ = score(demo, 1.0)
-    print(f"\ncfg 1: colour+shape {both_1:.0%}, position {position_1:.0%}")
+    print(
+        f"\ncfg 7: colour+shape {both_7:.0%}, position {position_7:.0%}; "
+        f"cfg 1: colour+shape {both_1:.0%}, position {position_1:.0%}"
+    )
     assert both_7 + position_7 > both_1 + position_1
 
 
@@ -172,14 +169,7 @@ def test_the_main_job_draws_a_red_circle_on_blue_from_a_fresh_clone(tmp_path: Pa
     ("graph", "expected"),
     [
         ("img2img.json", ("green", "circle", "left")),
-        pytest.param(
-            "inpaint.json",
-            ("blue", "triangle", "left"),
-            marks=pytest.mark.xfail(
-                reason="measured: a blue triangle, bottom left (asked: left); " + NO_POSITION,
-                strict=False,
-            ),
-        ),
+        ("inpaint.json", ("blue", "triangle", "left")),
         ("controlnet.json", ("yellow", "square", "top right")),
     ],
 )
@@ -206,8 +196,8 @@ def source_scene(colour: str = "red", shape: str = "circle") -> shapes.Scene:
 
 
 @pytest.mark.xfail(
-    reason="measured: at 0.3 the centroid moved 0.027 and the area became 1.11x (kept); at 1.0 a "
-    "green circle, left, not a green square, bottom right; " + NO_POSITION,
+    reason="measured: at 0.3 the centroid moved 0.015 and the area became 1.21x (kept); at 1.0 a "
+    "green square, bottom left, not bottom right; " + NO_POSITION,
     strict=False,
 )
 def test_img2img_at_0_3_keeps_position_and_size_and_at_1_follows_the_prompt(
@@ -286,9 +276,9 @@ def test_controlnet_at_strength_0_gives_the_plain_image(
 
 
 @pytest.mark.xfail(
-    reason="measured: 10.53/255 near tile borders against 9.45/255 elsewhere (1.11x, bar 1.1x); "
-    "a raised-cosine blend (10.63) and per-tile context margins (1.108x) did not help: the "
-    "decoder's attention over each whole tile, not the blend, makes most of the difference",
+    reason="measured: 10.35/255 near tile borders against 8.66/255 elsewhere (1.20x, bar 1.1x); "
+    "with the previous weights a raised-cosine blend and per-tile context margins did not help: "
+    "the decoder's attention over each whole tile, not the blend, makes most of the difference",
     strict=False,
 )
 def test_tiled_vae_decode_of_512_px_has_no_seam(demo: Checkpoint) -> None:

@@ -25,7 +25,8 @@ from train.train_demo import (
 )
 
 FEW_STEPS = [
-    "--vae-steps", "2", "--decoder-steps", "2", "--unet-steps", "2", "--controlnet-steps", "2",
+    "--vae-steps", "2", "--decoder-steps", "2", "--unet-steps", "2", "--v-steps", "2",
+    "--controlnet-steps", "2",
     "--scenes", "8", "--batch", "4", "--vae-batch", "2", "--snapshot-every", "0",
     "--no-compile", "--no-parallel-decoder",
 ]  # fmt: skip
@@ -52,6 +53,8 @@ def test_the_training_command_writes_files_the_loaders_read(tmp_path: Path) -> N
         models / "controlnet" / CONTROLNET_NAME, device="cpu", dtype="fp32"
     )
     assert checkpoint.unet.family == "sd1"
+    # The default run trains for epsilon, then converts the UNet to v-prediction.
+    assert checkpoint.unet.prediction_type == "v_prediction"
     assert checkpoint.unet.unet.config.cross_attention_dim == 64
     assert (
         controlnet.controlnet.config.block_out_channels
@@ -64,8 +67,20 @@ def test_the_training_command_writes_files_the_loaders_read(tmp_path: Path) -> N
     log = (tmp_path / "work" / "loss_log.tsv").read_text().splitlines()
     steps = [line.split("\t")[:2] for line in log]
     assert steps == [
-        [stage, str(step)] for stage in ("vae", "unet", "controlnet", "decoder") for step in (0, 1)
+        [stage, str(step)]
+        for stage in ("vae", "unet", "unet-v", "controlnet", "decoder")
+        for step in (0, 1)
     ]
+
+
+def test_without_v_steps_the_run_writes_an_epsilon_model(tmp_path: Path) -> None:
+    models = train(tmp_path, "--v-steps", "0")
+    checkpoint = load_checkpoint(
+        models / "checkpoints" / CHECKPOINT_NAME, device="cpu", dtype="fp32"
+    )
+    assert checkpoint.unet.prediction_type == "epsilon"
+    log = (tmp_path / "work" / "loss_log.tsv").read_text()
+    assert "unet-v\t" not in log and "unet\t" in log
 
 
 def test_the_same_seed_writes_the_same_weights(tmp_path: Path) -> None:
@@ -125,6 +140,7 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
     [
         (["--high-noise-share", "1.5"], "--high-noise-share must be between 0 and 1"),
         (["--high-noise-from", "1000"], "--high-noise-from must be a timestep from 0 to 999"),
+        (["--v-steps", "-1"], "--v-steps must be 0 or more"),
     ],
 )
 def test_an_objective_setting_out_of_range_is_refused_by_name(
