@@ -90,7 +90,7 @@ def test_a_controlnet_graph_saves_its_prompts_defaults_and_controlnet_a1111_styl
         "a yellow square on a purple background\n"
         "Negative prompt: blurry, dark\n"
         # sampler and scheduler are not in the file: their defaults are what ran
-        "Steps: 2, Sampler: Euler, Schedule type: Normal, CFG scale: 7, Seed: 3, Size: 64x64, "
+        "Steps: 2, Sampler: Euler, Schedule type: Normal, CFG scale: 5, Seed: 3, Size: 64x64, "
         "Model: latentgraph-shapes, ControlNet 0: "
         '"Model: latentgraph-shapes-controlnet, Weight: 1, Guidance Start: 0, Guidance End: 1"'
     )
@@ -101,7 +101,7 @@ def test_a_controlnet_graph_saves_its_prompts_defaults_and_controlnet_a1111_styl
     assert parameters.prompts == ["a yellow square on a purple background"]
     assert parameters.negative_prompts == ["blurry, dark"]
     assert (parameters.sampler, parameters.model) == ("Euler", "latentgraph-shapes")
-    assert parameters.settings == {"cfg_scale": "7", "seed": "3", "steps": "2"}
+    assert parameters.settings == {"cfg_scale": "5", "seed": "3", "steps": "2"}
     assert infotext_fields(text["parameters"])["ControlNet 0"] == (
         "Model: latentgraph-shapes-controlnet, Weight: 1, Guidance Start: 0, Guidance End: 1"
     )
