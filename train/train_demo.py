@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -279,7 +279,7 @@ def noisy_batch(
     device: torch.device,
     ab: torch.Tensor,
     args: argparse.Namespace,
-    prediction: str | None = None,
+    prediction: str,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy latents, timesteps, target, loss weights) for scenes `index`.
 
@@ -287,7 +287,6 @@ def noisy_batch(
     layout, and so the position words, is decided there. The weights are min-SNR's in x0 terms,
     min(SNR, 5) for epsilon; for v-prediction min(1 + SNR, 5), which keeps the high-noise steps'
     weight at about 1 instead of their SNR (~0.005), or the words that place the shape get no say.
-    `prediction` overrides `args.prediction` (the v-prediction phase of an epsilon run).
     """
     idx = torch.from_numpy(index)
     z0 = data.mean[idx] * data.scaling_factor
@@ -299,7 +298,7 @@ def noisy_batch(
     noise = torch.randn_like(z0)
     noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise
     snr = ab[t] / (1 - ab[t])
-    if (prediction or args.prediction) == "v_prediction":
+    if prediction == "v_prediction":
         target = a.sqrt() * noise - (1 - a).sqrt() * z0
         weight = torch.clamp(snr + 1, max=MIN_SNR_GAMMA) / (snr + 1)
     else:
@@ -315,27 +314,40 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
 # --- stage 2: UNet + text encoder ----------------------------------------------------------------
 
 
+class Phase(NamedTuple):
+    """One phase of the UNet stage: its loss-log name, target, step count and learning rate."""
+
+    name: str
+    prediction: str
+    steps: int
+    lr: float
+
+
+def save_unet(state: Path, unet: Any, text_encoder: Any, prediction: str) -> None:
+    """The UNet stage's weights and the target they were trained for, which later stages follow."""
+    torch.save(unet.state_dict(), state / "unet.pt")
+    torch.save(text_encoder.state_dict(), state / "text_encoder.pt")
+    (state / "prediction.json").write_text(json.dumps({"prediction": prediction}))
+
+
 def train_unet(
     args: argparse.Namespace, data: LatentData, device: torch.device, log: LossLog
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any, str]:
     """The `--prediction` phase, then `--v-steps` more steps converting the UNet to v-prediction
-    (how SD 2 turned an epsilon model into a v one); returns the EMA UNet and text encoder and sets
-    `args.prediction` to the target the returned UNet was trained for."""
+    (how SD 2 turned an epsilon model into a v one); returns the EMA UNet and text encoder and the
+    target they were trained for."""
     torch.manual_seed(args.seed + 2 + 10 * args.resume)  # seeds the initial weights, too
     unet, text_encoder = build_unet(), build_text_encoder()
     if args.resume:  # continue from the weights the last run of this stage saved
         state = args.work / "state"
         unet.load_state_dict(torch.load(state / "unet.pt", map_location=device))
         text_encoder.load_state_dict(torch.load(state / "text_encoder.pt", map_location=device))
-    phases = [("unet", args.prediction, args.unet_steps, args.unet_lr)]
+    phases = [Phase("unet", args.prediction, args.unet_steps, args.unet_lr)]
     if args.v_steps:
-        phases.append(("unet-v", "v_prediction", args.v_steps, args.v_lr))
-    for round_, (name, prediction, steps, lr) in enumerate(phases, start=args.resume):
-        unet, text_encoder = fit_unet(
-            args, data, device, log, (unet, text_encoder), name, prediction, steps, lr, round_
-        )
-        args.prediction = prediction
-    return unet, text_encoder
+        phases.append(Phase("unet-v", "v_prediction", args.v_steps, args.v_lr))
+    for round_, phase in enumerate(phases, start=args.resume):
+        unet, text_encoder = fit_unet(args, data, device, log, (unet, text_encoder), phase, round_)
+    return unet, text_encoder, phases[-1].prediction
 
 
 def fit_unet(
@@ -344,20 +356,17 @@ def fit_unet(
     device: torch.device,
     log: LossLog,
     start: tuple[Any, Any],
-    name: str,
-    prediction: str,
-    steps: int,
-    lr: float,
+    phase: Phase,
     round_: int,
 ) -> tuple[Any, Any]:
-    """One phase of the UNet stage: `steps` steps from the weights `start`, for `prediction`,
-    with caption dropout; returns the phase's EMA UNet and text encoder."""
+    """One phase of the UNet stage from the weights `start`, with caption dropout; returns the
+    phase's EMA UNet and text encoder."""
     if round_ != args.resume:  # the first phase's seed was set before its weights were made
         torch.manual_seed(args.seed + 2 + 10 * round_)
     rng = np.random.default_rng((args.seed, 2, round_))
     unet, text_encoder = (m.to(device).train().requires_grad_(True) for m in start)
     params = list(unet.parameters()) + list(text_encoder.parameters())
-    opt, schedule = optimizer(iter(params), lr, steps)
+    opt, schedule = optimizer(iter(params), phase.lr, phase.steps)
     ema_unet, ema_text = Ema(unet, args.ema), Ema(text_encoder, args.ema)
     ab = alphas_cumprod()
 
@@ -375,21 +384,17 @@ def fit_unet(
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, target, weight = noisy_batch(data, index, device, ab, args, prediction)
+        noisy, t, target, weight = noisy_batch(data, index, device, ab, args, phase.prediction)
         ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
         return step_loss(noisy, t, target, weight, ids)
 
     def snapshot(step: int) -> None:
         if args.snapshot_every and (step + 1) % args.snapshot_every == 0:
             # The EMA weights so far, for watching a long run from outside.
-            torch.save(ema_unet.shadow.state_dict(), args.work / "state" / "unet.pt")
-            torch.save(ema_text.shadow.state_dict(), args.work / "state" / "text_encoder.pt")
-            (args.work / "state" / "prediction.json").write_text(
-                json.dumps({"prediction": prediction})
-            )
+            save_unet(args.work / "state", ema_unet.shadow, ema_text.shadow, phase.prediction)
 
     run_stage(
-        name, steps, loss_at, opt, schedule, log,
+        phase.name, phase.steps, loss_at, opt, schedule, log,
         clip=params, emas=((ema_unet, unet), (ema_text, text_encoder)), after_step=snapshot,
     )  # fmt: skip
     return ema_unet.shadow, ema_text.shadow
@@ -405,8 +410,10 @@ def train_controlnet(
     text_encoder: Any,
     device: torch.device,
     log: LossLog,
+    prediction: str,
 ) -> Any:
-    """A ControlNet on the frozen UNet; its hint is the shape's silhouette, white on black."""
+    """A ControlNet on the frozen UNet, for the UNet's target `prediction`; its hint is the shape's
+    silhouette, white on black."""
     torch.manual_seed(args.seed + 3)
     rng = np.random.default_rng((args.seed, 3))
     controlnet = build_controlnet(unet).to(device).train()
@@ -440,7 +447,7 @@ def train_controlnet(
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, target, weight = noisy_batch(data, index, device, ab, args)
+        noisy, t, target, weight = noisy_batch(data, index, device, ab, args, prediction)
         # The hint gives the position, so most captions leave it out.
         ids = caption_ids(data, index, rng, position_share=0.3).to(device)
         hint = (
@@ -550,12 +557,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="share of UNet and ControlNet timesteps drawn from --high-noise-from up",
     )
     parser.add_argument("--high-noise-from", type=int, default=600)
-    parser.add_argument(
-        "--v-steps",
-        type=int,
-        default=3000,
-        help="UNet stage: then this many steps converting the UNet to v-prediction",
-    )
+    parser.add_argument("--v-steps", type=int, default=3000, help="then N v-prediction UNet steps")
     parser.add_argument("--v-lr", type=float, default=1e-3, help="learning rate of --v-steps")
     parser.add_argument("--controlnet-steps", type=int, default=1500)
     parser.add_argument("--controlnet-lr", type=float, default=1e-3)
@@ -624,15 +626,14 @@ def main(argv: list[str] | None = None) -> None:
         decoder_process = start_decoder_process(argv)
         stages = tuple(s for s in stages if s != "decoder")
     data = None
+    prediction = args.prediction  # the UNet's target: what it was trained for, once known
     if "unet" in stages or "controlnet" in stages:
         data = LatentData(vae, args.seed * 1000 + LATENT_DATA, args.scenes, device)
         (state / "scaling.json").write_text(json.dumps({"scaling_factor": data.scaling_factor}))
     if "unet" in stages:
         assert data is not None
-        unet, text_encoder = train_unet(args, data, device, log)
-        torch.save(unet.state_dict(), state / "unet.pt")
-        torch.save(text_encoder.state_dict(), state / "text_encoder.pt")
-        (state / "prediction.json").write_text(json.dumps({"prediction": args.prediction}))
+        unet, text_encoder, prediction = train_unet(args, data, device, log)
+        save_unet(state, unet, text_encoder, prediction)
     elif "controlnet" in stages or "export" in stages:
         unet, text_encoder = (
             saved("unet", build_unet()),
@@ -640,10 +641,10 @@ def main(argv: list[str] | None = None) -> None:
         )
         # The saved UNet's target decides the ControlNet's target and the exported label.
         if (state / "prediction.json").exists():
-            args.prediction = json.loads((state / "prediction.json").read_text())["prediction"]
+            prediction = json.loads((state / "prediction.json").read_text())["prediction"]
     if "controlnet" in stages:
         assert data is not None
-        controlnet = train_controlnet(args, data, unet, text_encoder, device, log)
+        controlnet = train_controlnet(args, data, unet, text_encoder, device, log, prediction)
         torch.save(controlnet.state_dict(), state / "controlnet.pt")
     elif "export" in stages:
         controlnet = saved("controlnet", build_controlnet(unet))
@@ -657,7 +658,7 @@ def main(argv: list[str] | None = None) -> None:
         if "decoder" not in stages:
             vae = saved("vae_decoder", build_vae())
         scaling = json.loads((state / "scaling.json").read_text())["scaling_factor"]
-        export(args.out, vae, text_encoder, unet, controlnet, scaling, args.prediction)
+        export(args.out, vae, text_encoder, unet, controlnet, scaling, prediction)
         print(f"wrote {args.out / 'checkpoints' / CHECKPOINT_NAME} and the ControlNet")
     print(f"{'+'.join(stages)} done in {(time.perf_counter() - started) / 60:.1f} min on {device}")
 

@@ -117,7 +117,9 @@ def test_the_v_target_gives_back_the_clean_latent_and_the_high_noise_share_is_dr
     args = parse_args(["--prediction", "v_prediction", "--high-noise-share", "1.0"])
     ab = alphas_cumprod()
     torch.manual_seed(0)
-    noisy, t, target, weight = noisy_batch(data, np.arange(256), torch.device("cpu"), ab, args)
+    noisy, t, target, weight = noisy_batch(
+        data, np.arange(256), torch.device("cpu"), ab, args, args.prediction
+    )
     assert int(t.min()) >= args.high_noise_from
     a = ab[t].view(-1, 1, 1, 1)
     clean = a.sqrt() * noisy - (1 - a).sqrt() * target  # x0 from v, as the sampler reads it
@@ -130,7 +132,9 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
     data = latent_data(512)
     args = parse_args([])
     torch.manual_seed(0)
-    _, t, target, _ = noisy_batch(data, np.arange(512), torch.device("cpu"), alphas_cumprod(), args)
+    _, t, target, _ = noisy_batch(
+        data, np.arange(512), torch.device("cpu"), alphas_cumprod(), args, args.prediction
+    )
     assert int(t.min()) < 100 and int(t.max()) > 900
     assert args.prediction == "epsilon" and target.shape == data.mean.shape
 
