@@ -1,4 +1,5 @@
-"""Pixels ↔ latents through a VAE, whole or in overlapping tiles blended to hide the seams."""
+"""Pixels ↔ latents through a VAE, whole or in tiles: the tiled decode is exact, the tiled encode
+blends overlapping tiles to hide the seams."""
 
 from __future__ import annotations
 
@@ -33,15 +34,12 @@ def encode(vae: VaeModel, pixels: torch.Tensor) -> torch.Tensor:
     return mean.float() * vae.scaling_factor
 
 
-def decode_tiled(vae: VaeModel, samples: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:
-    """`decode` in overlapping latent tiles of `tile` pixels, feathered across `overlap` pixels."""
-    return _tiled(
-        samples.permute(0, 2, 3, 1),  # (B, h, w, 4): tiles are cut channels-last
-        lambda part: decode(vae, part.permute(0, 3, 1, 2)),
-        tile // LATENT_SCALE,
-        overlap // LATENT_SCALE,
-        LATENT_SCALE,
-    )
+def decode_tiled(vae: VaeModel, samples: torch.Tensor, tile: int) -> torch.Tensor:
+    """`decode` with the device holding one `tile`-pixel square of each layer at a time; the result
+    equals the whole decode (see `vae_tiles`)."""
+    from nodes.sd.vae_tiles import decode_tiled as exact
+
+    return exact(vae, samples, tile)
 
 
 def encode_tiled(vae: VaeModel, pixels: torch.Tensor, tile: int, overlap: int) -> torch.Tensor:

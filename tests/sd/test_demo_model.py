@@ -292,12 +292,6 @@ def test_controlnet_at_strength_0_gives_the_plain_image(
     assert np.array_equal(generate(demo, prompt, seed=2, controls=(app,)), plain)
 
 
-@pytest.mark.xfail(
-    reason="measured: 10.35/255 near tile borders against 8.66/255 elsewhere (1.20x, bar 1.1x); "
-    "with the previous weights a raised-cosine blend and per-tile context margins did not help: "
-    "the decoder's attention over each whole tile, not the blend, makes most of the difference",
-    strict=False,
-)
 def test_tiled_vae_decode_of_512_px_has_no_seam(demo: Checkpoint) -> None:
     rows = []
     for r in range(8):
@@ -307,19 +301,17 @@ def test_tiled_vae_decode_of_512_px_has_no_seam(demo: Checkpoint) -> None:
     image = np.concatenate(rows, axis=0)  # 512 x 512, 64 scenes
     latent = vae_ops.encode(demo.vae, to_pixels(image))
     whole = vae_ops.decode(demo.vae, latent)[0]
-    tiled = vae_ops.decode_tiled(demo.vae, latent, tile=192, overlap=48)[0]
+    tiled = vae_ops.decode_tiled(demo.vae, latent, tile=192)[0]
     difference = (whole - tiled).abs().mean(dim=-1).numpy() * 255
-    # The tiles start every 144 px, the last one pulled back to end at 512 (as vae._starts does);
-    # a band of 8 px on either side of every tile edge is "near a border".
-    starts = [0, 144, 288, 320]
-    edges = {s for s in starts if s > 0} | {s + 192 for s in starts if s + 192 < 512}
+    # Tiles of 192 px from the top left (the last ones 128 px): a band of 8 px on either side of
+    # every tile edge is "near a border".
     band = np.zeros((512, 512), dtype=bool)
-    for edge in edges:
+    for edge in (192, 384):
         band[:, edge - 8 : edge + 8] = True
         band[edge - 8 : edge + 8, :] = True
     near, far = float(difference[band].mean()), float(difference[~band].mean())
-    print(f"\ntiled vs whole decode: {near:.3f}/255 near tile borders, {far:.3f}/255 elsewhere")
-    # The VAE's mid-block attention sees the whole tile, so tiled and whole decodes differ
-    # everywhere, by a similar amount; a seam would show as a clearly larger difference at the
-    # borders.
-    assert near <= far * 1.1
+    print(f"\ntiled vs whole decode: {near:.4f}/255 near tile borders, {far:.4f}/255 elsewhere")
+    # No pixel is off by as much as half an 8-bit level, so no seam can show; what is left is
+    # float rounding, the same near the borders as elsewhere.
+    assert difference.max() < 0.5
+    assert near <= max(far * 1.1, 0.05)
