@@ -1,6 +1,6 @@
 """Train the embedded demo model: the VAE, then the UNet with the text encoder, then the ControlNet.
 
-    .venv/bin/python -m train.train_demo                    # everything, about 45 min on 2 CPU cores
+    .venv/bin/python -m train.train_demo                    # everything, about 51 min on 2 CPU cores
     .venv/bin/python -m train.train_demo --stage controlnet # one stage, from the work folder's state
 
 Each stage saves its weights to the work folder (default `train/work/`, ignored by git), so stages
@@ -280,10 +280,11 @@ def noisy_batch(
     ab: torch.Tensor,
     args: argparse.Namespace,
     prediction: str,
+    high_noise_share: float,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(noisy latents, timesteps, target, loss weights) for scenes `index`.
 
-    A share of the timesteps (`--high-noise-share`) is drawn from `--high-noise-from` up: the
+    A share `high_noise_share` of the timesteps is drawn from `--high-noise-from` up: the
     layout, and so the position words, is decided there. The weights are min-SNR's in x0 terms,
     min(SNR, 5) for epsilon; for v-prediction min(1 + SNR, 5), which keeps the high-noise steps'
     weight at about 1 instead of their SNR (~0.005), or the words that place the shape get no say.
@@ -291,9 +292,9 @@ def noisy_batch(
     idx = torch.from_numpy(index)
     z0 = data.mean[idx] * data.scaling_factor
     t = torch.randint(0, len(ab), (len(index),))
-    if args.high_noise_share > 0:  # (no extra draws otherwise: earlier runs stay reproducible)
+    if high_noise_share > 0:  # (no extra draws otherwise: earlier runs stay reproducible)
         high = torch.randint(args.high_noise_from, len(ab), (len(index),))
-        t = torch.where(torch.rand(len(index)) < args.high_noise_share, high, t)
+        t = torch.where(torch.rand(len(index)) < high_noise_share, high, t)
     a = ab[t].view(-1, 1, 1, 1)
     noise = torch.randn_like(z0)
     noisy = a.sqrt() * z0 + (1 - a).sqrt() * noise
@@ -315,12 +316,34 @@ def weighted_mse(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor)
 
 
 class Phase(NamedTuple):
-    """One phase of the UNet stage: its loss-log name, target, step count and learning rate."""
+    """One phase of the UNet stage: its loss-log name, target, step count, learning rate, the share
+    of its timesteps drawn from `--high-noise-from` up, and the round whose random streams it
+    draws from (0: the first phase, seeded before the initial weights)."""
 
     name: str
     prediction: str
     steps: int
     lr: float
+    high_noise_share: float
+    streams: int
+    replays_resume: bool = False
+
+
+def unet_phases(args: argparse.Namespace) -> list[Phase]:
+    """The UNet stage's phases in order; a phase with no steps is left out."""
+    first = Phase("unet", args.prediction, args.unet_steps, args.unet_lr, args.high_noise_share, 0)
+    v = Phase("unet-v", "v_prediction", args.v_steps, args.v_lr, args.high_noise_share, 1)
+    # The shipped weights' layout phase ran as a resumed run of round 1 (see `fit_unet`).
+    layout = Phase(
+        "unet-layout",
+        "v_prediction",
+        args.layout_steps,
+        args.layout_lr,
+        args.layout_high_noise_share,
+        streams=1,
+        replays_resume=True,
+    )
+    return [first] + [phase for phase in (v, layout) if phase.steps]
 
 
 def save_unet(state: Path, unet: Any, text_encoder: Any, prediction: str) -> None:
@@ -333,20 +356,19 @@ def save_unet(state: Path, unet: Any, text_encoder: Any, prediction: str) -> Non
 def train_unet(
     args: argparse.Namespace, data: LatentData, device: torch.device, log: LossLog
 ) -> tuple[Any, Any, str]:
-    """The `--prediction` phase, then `--v-steps` more steps converting the UNet to v-prediction
-    (how SD 2 turned an epsilon model into a v one); returns the EMA UNet and text encoder and the
-    target they were trained for."""
-    torch.manual_seed(args.seed + 2 + 10 * args.resume)  # seeds the initial weights, too
+    """The `--prediction` phase, then `--v-steps` converting the UNet to v-prediction (how SD 2
+    turned an epsilon model into a v one), then `--layout-steps` weighted towards the high-noise
+    steps where the layout is decided; returns the EMA UNet and text encoder and their target.
+    `--resume K` starts at phase K from the weights the stage saved last."""
+    torch.manual_seed(args.seed + 2)  # seeds the initial weights, too
     unet, text_encoder = build_unet(), build_text_encoder()
-    if args.resume:  # continue from the weights the last run of this stage saved
+    phases = unet_phases(args)
+    if args.resume:
         state = args.work / "state"
         unet.load_state_dict(torch.load(state / "unet.pt", map_location=device))
         text_encoder.load_state_dict(torch.load(state / "text_encoder.pt", map_location=device))
-    phases = [Phase("unet", args.prediction, args.unet_steps, args.unet_lr)]
-    if args.v_steps:
-        phases.append(Phase("unet-v", "v_prediction", args.v_steps, args.v_lr))
-    for round_, phase in enumerate(phases, start=args.resume):
-        unet, text_encoder = fit_unet(args, data, device, log, (unet, text_encoder), phase, round_)
+    for phase in phases[args.resume :]:
+        unet, text_encoder = fit_unet(args, data, device, log, (unet, text_encoder), phase)
     return unet, text_encoder, phases[-1].prediction
 
 
@@ -357,13 +379,17 @@ def fit_unet(
     log: LossLog,
     start: tuple[Any, Any],
     phase: Phase,
-    round_: int,
 ) -> tuple[Any, Any]:
     """One phase of the UNet stage from the weights `start`, with caption dropout; returns the
     phase's EMA UNet and text encoder."""
-    if round_ != args.resume:  # the first phase's seed was set before its weights were made
-        torch.manual_seed(args.seed + 2 + 10 * round_)
-    rng = np.random.default_rng((args.seed, 2, round_))
+    if phase.streams:  # the first phase's seed was set before its weights were made
+        torch.manual_seed(args.seed + 2 + 10 * phase.streams)
+        if phase.replays_resume:
+            # The shipped layout phase was run as `--resume 1`, which drew a fresh UNet and text
+            # encoder before loading the saved weights over them. Drawing (and dropping) them
+            # again is what lets one command rewrite the shipped files bit for bit.
+            build_unet(), build_text_encoder()
+    rng = np.random.default_rng((args.seed, 2, phase.streams))
     unet, text_encoder = (m.to(device).train().requires_grad_(True) for m in start)
     params = list(unet.parameters()) + list(text_encoder.parameters())
     opt, schedule = optimizer(iter(params), phase.lr, phase.steps)
@@ -384,7 +410,9 @@ def fit_unet(
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, target, weight = noisy_batch(data, index, device, ab, args, phase.prediction)
+        noisy, t, target, weight = noisy_batch(
+            data, index, device, ab, args, phase.prediction, phase.high_noise_share
+        )
         ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
         return step_loss(noisy, t, target, weight, ids)
 
@@ -447,7 +475,9 @@ def train_controlnet(
 
     def loss_at(step: int) -> torch.Tensor:
         index = rng.integers(data.count, size=args.batch)
-        noisy, t, target, weight = noisy_batch(data, index, device, ab, args, prediction)
+        noisy, t, target, weight = noisy_batch(
+            data, index, device, ab, args, prediction, args.high_noise_share
+        )
         # The hint gives the position, so most captions leave it out.
         ids = caption_ids(data, index, rng, position_share=0.3).to(device)
         hint = (
@@ -544,7 +574,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--resume",
         type=int,
         default=0,
-        help="UNet stage: continue from the saved weights (round N)",
+        help="UNet stage: start at phase N (0 is the first), from the weights it saved last",
     )
     parser.add_argument("--unet-lr", type=float, default=2e-3)
     parser.add_argument(
@@ -559,6 +589,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--high-noise-from", type=int, default=600)
     parser.add_argument("--v-steps", type=int, default=3000, help="then N v-prediction UNet steps")
     parser.add_argument("--v-lr", type=float, default=1e-3, help="learning rate of --v-steps")
+    parser.add_argument(
+        "--layout-steps",
+        type=int,
+        default=3000,
+        help="then N v-prediction UNet steps weighted towards high noise, where the layout is set",
+    )
+    parser.add_argument(
+        "--layout-lr", type=float, default=5e-4, help="learning rate, --layout-steps"
+    )
+    parser.add_argument(
+        "--layout-high-noise-share",
+        type=float,
+        default=0.25,
+        help="share of the --layout-steps timesteps drawn from --high-noise-from up",
+    )
     parser.add_argument("--controlnet-steps", type=int, default=1500)
     parser.add_argument("--controlnet-lr", type=float, default=1e-3)
     parser.add_argument("--ema", type=float, default=0.995)
@@ -579,10 +624,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --stage all: fine-tune the decoder in a second process beside the UNet",
     )
     args = parser.parse_args(argv)
-    if not 0.0 <= args.high_noise_share <= 1.0:
-        parser.error(f"--high-noise-share must be between 0 and 1, not {args.high_noise_share}")
-    if args.v_steps < 0:
-        parser.error(f"--v-steps must be 0 or more, not {args.v_steps}")
+    for name in ("high_noise_share", "layout_high_noise_share"):
+        if not 0.0 <= getattr(args, name) <= 1.0:
+            flag = "--" + name.replace("_", "-")
+            parser.error(f"{flag} must be between 0 and 1, not {getattr(args, name)}")
+    for name in ("v_steps", "layout_steps"):
+        if getattr(args, name) < 0:
+            parser.error(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
+    phases = len(unet_phases(args))
+    if not 0 <= args.resume < phases:
+        parser.error(f"--resume must be a UNet phase from 0 to {phases - 1}, not {args.resume}")
     steps = int(SCHEDULER_CONFIG["num_train_timesteps"])
     if not 0 <= args.high_noise_from < steps:
         parser.error(

@@ -26,7 +26,7 @@ from train.train_demo import (
 
 FEW_STEPS = [
     "--vae-steps", "2", "--decoder-steps", "2", "--unet-steps", "2", "--v-steps", "2",
-    "--controlnet-steps", "2",
+    "--layout-steps", "2", "--controlnet-steps", "2",
     "--scenes", "8", "--batch", "4", "--vae-batch", "2", "--snapshot-every", "0",
     "--no-compile", "--no-parallel-decoder",
 ]  # fmt: skip
@@ -68,13 +68,13 @@ def test_the_training_command_writes_files_the_loaders_read(tmp_path: Path) -> N
     steps = [line.split("\t")[:2] for line in log]
     assert steps == [
         [stage, str(step)]
-        for stage in ("vae", "unet", "unet-v", "controlnet", "decoder")
+        for stage in ("vae", "unet", "unet-v", "unet-layout", "controlnet", "decoder")
         for step in (0, 1)
     ]
 
 
 def test_without_v_steps_the_run_writes_an_epsilon_model(tmp_path: Path) -> None:
-    models = train(tmp_path, "--v-steps", "0")
+    models = train(tmp_path, "--v-steps", "0", "--layout-steps", "0")
     checkpoint = load_checkpoint(
         models / "checkpoints" / CHECKPOINT_NAME, device="cpu", dtype="fp32"
     )
@@ -88,6 +88,22 @@ def test_the_same_seed_writes_the_same_weights(tmp_path: Path) -> None:
     second = load_file(train(tmp_path / "b") / "checkpoints" / CHECKPOINT_NAME)
     assert first.keys() == second.keys()
     assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_one_command_writes_what_a_run_resumed_at_the_layout_phase_writes(tmp_path: Path) -> None:
+    # The resumed path is how the shipped weights were made; the default command must match it.
+    one = train(tmp_path / "one")
+    resumed = train(tmp_path / "resumed", "--layout-steps", "0")
+    for stage in (
+        ["--stage", "unet", "--resume", "2"],
+        ["--stage", "controlnet"],
+        ["--stage", "export"],
+    ):
+        train(tmp_path / "resumed", *stage)
+    for folder, name in (("checkpoints", CHECKPOINT_NAME), ("controlnet", CONTROLNET_NAME)):
+        first, second = load_file(one / folder / name), load_file(resumed / folder / name)
+        assert first.keys() == second.keys()
+        assert all(torch.equal(first[k], second[k]) for k in first), name
 
 
 def test_a_v_prediction_run_writes_a_checkpoint_the_loader_reads_as_v_prediction(
@@ -118,7 +134,7 @@ def test_the_v_target_gives_back_the_clean_latent_and_the_high_noise_share_is_dr
     ab = alphas_cumprod()
     torch.manual_seed(0)
     noisy, t, target, weight = noisy_batch(
-        data, np.arange(256), torch.device("cpu"), ab, args, args.prediction
+        data, np.arange(256), torch.device("cpu"), ab, args, args.prediction, args.high_noise_share
     )
     assert int(t.min()) >= args.high_noise_from
     a = ab[t].view(-1, 1, 1, 1)
@@ -133,7 +149,13 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
     args = parse_args([])
     torch.manual_seed(0)
     _, t, target, _ = noisy_batch(
-        data, np.arange(512), torch.device("cpu"), alphas_cumprod(), args, args.prediction
+        data,
+        np.arange(512),
+        torch.device("cpu"),
+        alphas_cumprod(),
+        args,
+        args.prediction,
+        args.high_noise_share,
     )
     assert int(t.min()) < 100 and int(t.max()) > 900
     assert args.prediction == "epsilon" and target.shape == data.mean.shape
@@ -145,6 +167,10 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
         (["--high-noise-share", "1.5"], "--high-noise-share must be between 0 and 1"),
         (["--high-noise-from", "1000"], "--high-noise-from must be a timestep from 0 to 999"),
         (["--v-steps", "-1"], "--v-steps must be 0 or more"),
+        (["--layout-steps", "-1"], "--layout-steps must be 0 or more"),
+        (["--layout-high-noise-share", "1.5"], "--layout-high-noise-share must be between 0 and 1"),
+        (["--resume", "3"], "--resume must be a UNet phase from 0 to 2"),
+        (["--resume", "2", "--layout-steps", "0"], "--resume must be a UNet phase from 0 to 1"),
     ],
 )
 def test_an_objective_setting_out_of_range_is_refused_by_name(
