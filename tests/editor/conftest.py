@@ -4,6 +4,7 @@ headless Chromium driven by Playwright. Every test fails on any browser console 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -131,6 +132,25 @@ def console() -> Console:
     return Console()
 
 
+FUNCTION_SOURCE = re.compile(r"^\s*(\(?[\w\s,]*\)?\s*=>|function\b)")
+
+
+def _functions_only(wait_for_function: Any) -> Any:
+    """`page.wait_for_function` that refuses a bare expression. Playwright evaluates a function's
+    source once, from DevTools, then calls it; a bare expression it evaluates again at every poll
+    with the page's own `eval`, which the editor's Content Security Policy forbids, so such a wait
+    fails (an EvalError and a console error) whenever its condition is not already true."""
+
+    def checked(expression: str, *args: Any, **kwargs: Any) -> Any:
+        if not FUNCTION_SOURCE.match(expression):
+            raise AssertionError(
+                f"wait_for_function needs a function, like '() => ...': {expression}"
+            )
+        return wait_for_function(expression, *args, **kwargs)
+
+    return checked
+
+
 @pytest.fixture
 def page(browser: Any, server: Server, console: Console) -> Iterator[Any]:
     """A fresh tab (empty storage) on the editor, loaded and ready; fails on console errors."""
@@ -139,6 +159,7 @@ def page(browser: Any, server: Server, console: Console) -> Iterator[Any]:
     tab.on("console", lambda m: console.errors.append(m.text) if m.type == "error" else None)
     tab.on("pageerror", lambda e: console.errors.append(f"page error: {e}"))
     tab.set_default_timeout(30_000)
+    tab.wait_for_function = _functions_only(tab.wait_for_function)
     tab.goto(server.url)
     tab.wait_for_selector("body[data-ready=true] .react-flow__node")
     yield tab

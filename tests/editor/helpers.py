@@ -20,7 +20,7 @@ def status(page: Any, node_id: str) -> str:
 
 def new_graph(page: Any) -> None:
     page.click("[data-new]")
-    page.wait_for_function("window.latentgraph.store.getState().nodes.length === 0")
+    page.wait_for_function("() => window.latentgraph.store.getState().nodes.length === 0")
 
 
 def add_node(page: Any, node_type: str, x: float, y: float) -> str:
@@ -30,7 +30,7 @@ def add_node(page: Any, node_type: str, x: float, y: float) -> str:
         page.locator(".react-flow__pane"), target_position={"x": x, "y": y}
     )
     page.wait_for_function(
-        f"window.latentgraph.store.getState().nodes.length === {len(before) + 1}"
+        f"() => window.latentgraph.store.getState().nodes.length === {len(before) + 1}"
     )
     (added,) = set(node_ids(page)) - before
     return added

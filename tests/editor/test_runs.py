@@ -10,6 +10,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.editor.conftest import ROOT, Console, Server
 from tests.editor.helpers import (
     doc,
@@ -51,7 +53,7 @@ def test_run_shows_the_image_and_a_dropped_png_gives_its_graph_back(
     png = (server.output / str(image.get_attribute("data-output-image"))).read_bytes()
     page.click("[data-new]")
     drop_file(page, png, "dropped.png", "image/png")
-    page.wait_for_function("window.latentgraph.store.getState().name === 'dropped'")
+    page.wait_for_function("() => window.latentgraph.store.getState().name === 'dropped'")
     assert doc(page) == submitted  # the graph, its values and positions
 
 
@@ -157,7 +159,7 @@ def big_graph(pairs: int) -> dict[str, Any]:
 def test_a_200_node_graph_opens_and_pans_without_errors(page: Any) -> None:
     started = time.perf_counter()
     open_json(page, big_graph(100), "big.json")
-    page.wait_for_function("window.latentgraph.store.getState().nodes.length === 200")
+    page.wait_for_function("() => window.latentgraph.store.getState().nodes.length === 200")
     page.locator(".react-flow__node").first.wait_for()
     opened = time.perf_counter() - started
     pane = page.locator(".react-flow__pane").bounding_box()
@@ -180,6 +182,25 @@ def test_the_page_is_served_with_its_assets(server: Server) -> None:
         assert response.headers["Content-Type"].startswith("text/html")
         assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     assert '<div id="root">' in html
+
+
+def test_under_the_editors_csp_only_function_waits_can_poll(page: Any, console: Console) -> None:
+    # The bare-expression form failed a run of the suite whenever it had to poll: each poll runs
+    # the page's own eval, which the editor's Content Security Policy forbids. The page fixture
+    # now refuses that form; the raw Playwright call shows why.
+    console.allow("'script-src' was not explicitly set")
+    raw_wait = type(page).wait_for_function
+    page.evaluate(
+        "() => { window.__later = false; setTimeout(() => { window.__later = true }, 300) }"
+    )
+    with pytest.raises(Exception, match="unsafe-eval"):
+        raw_wait(page, "window.__later === true")
+    page.evaluate(
+        "() => { window.__later = false; setTimeout(() => { window.__later = true }, 300) }"
+    )
+    page.wait_for_function("() => window.__later === true")
+    with pytest.raises(AssertionError, match="needs a function"):
+        page.wait_for_function("window.__later === true")
 
 
 def test_the_token_is_asked_once_and_kept_for_the_tab(
