@@ -60,7 +60,11 @@ class Server:
             [sys.executable, "-m", "latentgraph_cli", "serve", "--port", str(self.port),
              "--models", str(self.models), "--input", str(self.input), "--output", str(self.output),
              *(["--token", self.token] if self.token else [])],
-            cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1"},
+            # One torch thread: on a 2-core machine the server's runs then leave a core to the
+            # browser, whatever priority the scheduler gives each. Playwright starts Chromium in a
+            # session of its own, so a test run started at a raised priority (as a local CI
+            # harness did) starved its renderer while a 512 px run used both cores.
+            cwd=ROOT, env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"},
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )  # fmt: skip
         deadline = time.monotonic() + 60

@@ -88,7 +88,7 @@ def test_undo_and_redo_restore_exact_states(page: Any) -> None:
     node(page, "decode").locator(".lg-header").click()
     page.keyboard.press("Delete")
     page.wait_for_function(
-        "!window.latentgraph.store.getState().nodes.some(n => n.id === 'decode')"
+        "() => !window.latentgraph.store.getState().nodes.some(n => n.id === 'decode')"
     )
     states.append(doc(page))
     assert "decode" not in states[-1]["nodes"]
