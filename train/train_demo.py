@@ -1,6 +1,6 @@
 """Train the embedded demo model: the VAE, then the UNet with the text encoder, then the ControlNet.
 
-    .venv/bin/python -m train.train_demo                    # everything, about 51 min on 2 CPU cores
+    .venv/bin/python -m train.train_demo                    # everything, about 57 min on 2 CPU cores
     .venv/bin/python -m train.train_demo --stage controlnet # one stage, from the work folder's state
 
 Each stage saves its weights to the work folder (default `train/work/`, ignored by git), so stages
