@@ -19,6 +19,11 @@ def decode(vae: VaeModel, samples: torch.Tensor, compiled: bool = False) -> torc
     run = compiled_forward(vae.vae, "decode") if compiled else vae.vae.decode
     with torch.no_grad():
         decoded: torch.Tensor = run(samples.to(device, dtype) / vae.scaling_factor).sample
+    return decoder_pixels(decoded)
+
+
+def decoder_pixels(decoded: torch.Tensor) -> torch.Tensor:
+    """The decoder's output (B, 3, H, W) in [-1, 1] as images (B, H, W, 3) in [0, 1]."""
     return ((decoded.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
 
 
@@ -37,7 +42,7 @@ def encode(vae: VaeModel, pixels: torch.Tensor) -> torch.Tensor:
 def decode_tiled(vae: VaeModel, samples: torch.Tensor, tile: int) -> torch.Tensor:
     """`decode` with the device holding one `tile`-pixel square of each layer at a time; the result
     equals the whole decode (see `vae_tiles`)."""
-    from nodes.sd.vae_tiles import decode_tiled as exact
+    from nodes.sd.vae_tiles import decode_tiled as exact  # vae_tiles imports this module
 
     return exact(vae, samples, tile)
 

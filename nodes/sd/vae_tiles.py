@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from nodes.sd.residency import vae_device
+from nodes.sd.vae import decoder_pixels
 from nodes.sd.values import LATENT_SCALE, VaeModel
 
 TileFn = Callable[..., torch.Tensor]
@@ -45,7 +46,7 @@ def decode_tiled(vae: VaeModel, samples: torch.Tensor, tile: int) -> torch.Tenso
                 tiles.grow(2)
         norm = _GroupNorm(decoder.conv_norm_out, tiles.statistics(decoder.conv_norm_out, x))
         x = tiles.map(lambda t: decoder.conv_out(decoder.conv_act(norm(t))), x)
-    return ((x.float() + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1).contiguous()
+    return decoder_pixels(x)
 
 
 def _check_decoder(decoder: torch.nn.Module) -> None:
@@ -117,20 +118,22 @@ class _Tiler:
     def statistics(
         self, norm: torch.nn.GroupNorm, x: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Mean and variance per (sample, group) over the whole of `x`, summed tile by tile."""
+        """Mean and variance per (sample, group) over the whole of `x`, for the device.
+
+        Summed in float64 where `x` lives, tile by tile: no copy to the device (some devices have
+        no float64) and no float64 copy of the whole activation."""
         b, c, height, width = x.shape
         groups = norm.num_groups
-        total = torch.zeros(b, groups, dtype=torch.float64, device=self.device)
+        total = torch.zeros(b, groups, dtype=torch.float64)
         squares = torch.zeros_like(total)
         for top, bottom, left, right in self._boxes(height, width):
-            part = x[:, :, top:bottom, left:right].to(self.device, torch.float64)
-            part = part.reshape(b, groups, -1)
+            part = x[:, :, top:bottom, left:right].double().reshape(b, groups, -1)
             total += part.sum(-1)
             squares += (part * part).sum(-1)
         count = (c // groups) * height * width
         mean = total / count
         var = (squares / count - mean * mean).clamp_min(0.0)
-        return mean.float(), var.float()
+        return mean.to(self.device, torch.float32), var.to(self.device, torch.float32)
 
     def map(self, fn: TileFn, *inputs: torch.Tensor, scale: int = 1) -> torch.Tensor:
         """`fn` over every tile of `inputs` (all the same size), each read with a halo of
