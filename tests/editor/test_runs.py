@@ -188,7 +188,8 @@ def test_under_the_editors_csp_only_function_waits_can_poll(page: Any, console: 
     # The bare-expression form failed a run of the suite whenever it had to poll: each poll runs
     # the page's own eval, which the editor's Content Security Policy forbids. The page fixture
     # now refuses that form; the raw Playwright call shows why.
-    console.allow("'script-src' was not explicitly set")
+    console.allow("'script-src' was not explicitly set")  # the console's note on the violation
+    console.allow("'unsafe-eval' is not an allowed source")  # and, at times, as a page error
     raw_wait = type(page).wait_for_function
     page.evaluate(
         "() => { window.__later = false; setTimeout(() => { window.__later = true }, 300) }"
