@@ -149,6 +149,16 @@ def reconstruction_loss(
 # --- stage 1: VAE --------------------------------------------------------------------------------
 
 
+def latent_balance(latents: torch.Tensor) -> torch.Tensor:
+    """How far the latent channels' covariance (over batch and positions) is from a multiple of the
+    identity: 0 when the channels are uncorrelated and equally spread, whatever their scale."""
+    flat = latents.transpose(0, 1).reshape(latents.shape[1], -1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    covariance = flat @ flat.T / flat.shape[1]
+    scaled = covariance / (covariance.diagonal().mean() + 1e-8)
+    return ((scaled - torch.eye(len(scaled), device=scaled.device)) ** 2).sum()
+
+
 def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> Any:
     """Reconstruction (L1 + MSE) with a small KL term, on decoded posterior samples."""
     torch.manual_seed(args.seed)
@@ -161,7 +171,12 @@ def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> A
         # only slowed learning (measured), and the project encodes with the mean anyway.
         reconstruction = vae.decode(posterior.mean).sample
         kl = posterior.kl().mean() / x[0].numel()
-        return reconstruction_loss(reconstruction, x, args.edge_weight) + args.kl_weight * kl
+        balance = latent_balance(posterior.mean) if args.balance_weight else 0.0
+        return (
+            reconstruction_loss(reconstruction, x, args.edge_weight)
+            + args.kl_weight * kl
+            + args.balance_weight * balance
+        )
 
     def loss_at(step: int) -> torch.Tensor:
         images, _, _ = shapes.batch(
@@ -568,6 +583,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--decoder-steps", type=int, default=12000)
     parser.add_argument("--decoder-lr", type=float, default=1e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-3)
+    parser.add_argument(
+        "--balance-weight",
+        type=float,
+        default=0.1,
+        help="VAE: weight of the term that keeps the latent channels uncorrelated and equally spread",
+    )
     parser.add_argument("--scenes", type=int, default=8000, help="scenes encoded for stages 2-3")
     parser.add_argument("--unet-steps", type=int, default=9000)
     parser.add_argument(
