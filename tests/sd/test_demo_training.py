@@ -19,6 +19,7 @@ from train.train_demo import (
     CHECKPOINT_NAME,
     CONTROLNET_NAME,
     alphas_cumprod,
+    latent_balance,
     main,
     noisy_batch,
     parse_args,
@@ -169,6 +170,7 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
         (["--v-steps", "-1"], "--v-steps must be 0 or more"),
         (["--layout-steps", "-1"], "--layout-steps must be 0 or more"),
         (["--layout-high-noise-share", "1.5"], "--layout-high-noise-share must be between 0 and 1"),
+        (["--balance-weight", "-0.1"], "--balance-weight must be 0 or more"),
         (["--resume", "3"], "--resume must be a UNet phase from 0 to 2"),
         (["--resume", "2", "--layout-steps", "0"], "--resume must be a UNet phase from 0 to 1"),
     ],
@@ -179,3 +181,18 @@ def test_an_objective_setting_out_of_range_is_refused_by_name(
     with pytest.raises(SystemExit) as stop:
         parse_args(flags)
     assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_latent_balance_is_zero_only_for_uncorrelated_equally_spread_channels() -> None:
+    torch.manual_seed(0)
+    white = torch.randn(64, 4, 8, 8)
+    assert float(latent_balance(white)) < 0.01
+    assert float(latent_balance(white * 7 + 3)) < 0.01  # scale and offset do not matter
+    # Two channels carrying one signal (as the VAE's had without the term): far from balanced.
+    correlated = white.clone()
+    correlated[:, 2] = -correlated[:, 1]
+    assert float(latent_balance(correlated)) > 1.0
+    # One channel with a tenth of the others' spread: unbalanced too.
+    narrow = white.clone()
+    narrow[:, 3] *= 0.1
+    assert float(latent_balance(narrow)) > 0.5
