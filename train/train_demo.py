@@ -160,7 +160,8 @@ def latent_balance(latents: torch.Tensor) -> torch.Tensor:
 
 
 def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> Any:
-    """Reconstruction (L1 + MSE) with a small KL term, on decoded posterior samples."""
+    """Reconstruction (L1 + MSE + edges) with a small KL term and the optional balance term, on
+    decoded posterior means."""
     torch.manual_seed(args.seed)
     vae = build_vae().to(device).train()
     opt, schedule = optimizer(vae.parameters(), args.vae_lr, args.vae_steps)
@@ -172,8 +173,8 @@ def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> A
         reconstruction = vae.decode(posterior.mean).sample
         kl = posterior.kl().mean() / x[0].numel()
         # Without the balance term three of the four channels carried one signal (|correlation|
-        # 0.9-1.0) and the fourth a tenth of the spread: the UNet, which adds the same noise to
-        # every channel, then saw shape and colour details only at the lowest noise levels.
+        # 0.9-1.0) and the fourth about a fifteenth of the spread: the UNet, which adds the same
+        # noise to every channel, then saw shape and colour details only at the lowest noise.
         balance = latent_balance(posterior.mean) if args.balance_weight else 0.0
         return (
             reconstruction_loss(reconstruction, x, args.edge_weight)
@@ -591,7 +592,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=0.0,
         help="VAE: weight of the term that keeps the latent channels uncorrelated and equally "
-        "spread (0.1 measured best; 0 made the shipped weights)",
+        "spread (0.1 kept the reconstructions, 1 lost them; 0 made the shipped weights)",
     )
     parser.add_argument("--scenes", type=int, default=8000, help="scenes encoded for stages 2-3")
     parser.add_argument("--unet-steps", type=int, default=9000)
@@ -653,9 +654,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not 0.0 <= getattr(args, name) <= 1.0:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be between 0 and 1, not {getattr(args, name)}")
-    if args.balance_weight < 0:
-        parser.error(f"--balance-weight must be 0 or more, not {args.balance_weight}")
-    for name in ("v_steps", "layout_steps"):
+    for name in ("v_steps", "layout_steps", "balance_weight"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     phases = len(unet_phases(args))
