@@ -1,6 +1,6 @@
 """Train the embedded demo model: the VAE, then the UNet with the text encoder, then the ControlNet.
 
-    .venv/bin/python -m train.train_demo                    # everything, about 57 min on 2 CPU cores
+    .venv/bin/python -m train.train_demo                    # everything, about 55 min on 2 CPU cores
     .venv/bin/python -m train.train_demo --stage controlnet # one stage, from the work folder's state
 
 Each stage saves its weights to the work folder (default `train/work/`, ignored by git), so stages
@@ -352,7 +352,7 @@ def unet_phases(args: argparse.Namespace) -> list[Phase]:
     """The UNet stage's phases in order; a phase with no steps is left out."""
     first = Phase("unet", args.prediction, args.unet_steps, args.unet_lr, args.high_noise_share, 0)
     v = Phase("unet-v", "v_prediction", args.v_steps, args.v_lr, args.high_noise_share, 1)
-    # The shipped weights' layout phase ran as a resumed run of round 1 (see `fit_unet`).
+    # The layout phase replays the random streams of a run resumed at round 1 (see `fit_unet`).
     layout = Phase(
         "unet-layout",
         "v_prediction",
@@ -404,9 +404,10 @@ def fit_unet(
     if phase.streams:  # the first phase's seed was set before its weights were made
         torch.manual_seed(args.seed + 2 + 10 * phase.streams)
         if phase.replays_resume:
-            # The shipped layout phase was run as `--resume 1`, which drew a fresh UNet and text
-            # encoder before loading the saved weights over them. Drawing (and dropping) them
-            # again is what lets one command rewrite the shipped files bit for bit.
+            # An earlier shipped layout phase ran as `--resume 1`, which drew a fresh UNet and
+            # text encoder before loading the saved weights over them; the phase still draws (and
+            # drops) them, because the shipped weights were trained on the random stream after it
+            # and one command must rewrite them bit for bit.
             build_unet(), build_text_encoder()
     rng = np.random.default_rng((args.seed, 2, phase.streams))
     unet, text_encoder = (m.to(device).train().requires_grad_(True) for m in start)
@@ -590,12 +591,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--balance-weight",
         type=float,
-        default=0.0,
+        default=0.1,
         help="VAE: weight of the term that keeps the latent channels uncorrelated and equally "
-        "spread (0.1 kept the reconstructions, 1 lost them; 0 made the shipped weights)",
+        "spread (0.1 kept the reconstructions, 1 lost them; 0 leaves it out)",
     )
     parser.add_argument("--scenes", type=int, default=8000, help="scenes encoded for stages 2-3")
-    parser.add_argument("--unet-steps", type=int, default=9000)
+    parser.add_argument("--unet-steps", type=int, default=6000)
     parser.add_argument(
         "--resume",
         type=int,
@@ -618,7 +619,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--layout-steps",
         type=int,
-        default=3000,
+        default=6000,
         help="then N v-prediction UNet steps weighted towards high noise, where the layout is set",
     )
     parser.add_argument(
