@@ -44,7 +44,6 @@ CONTROLNET_NAME = "latentgraph-shapes-controlnet.safetensors"
 METADATA_CONFIGS = "latentgraph.configs"
 # Distinct data seeds per stage, derived from --seed, so no stage trains on another's draws.
 VAE_DATA, LATENT_DATA, DECODER_DATA = 1, 2, 3
-CAPTION_DROPOUT = 0.1  # empty captions teach the unconditional prediction CFG needs
 POSITION_SHARE = 0.7
 MIN_SNR_GAMMA = 5.0  # min-SNR loss weighting (Hang et al. 2023): faster convergence
 
@@ -82,9 +81,11 @@ def compiled(fn: Any, args: argparse.Namespace) -> Any:
     return torch.compile(fn, dynamic=False) if args.compile else fn
 
 
-def optimizer(params: Iterator[torch.nn.Parameter], lr: float, total: int) -> tuple[Any, Any]:
+def optimizer(
+    params: Iterator[torch.nn.Parameter], lr: float, total: int, warmup: int = 100
+) -> tuple[Any, Any]:
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total))
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
 
 
 class Ema:
@@ -164,7 +165,9 @@ def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> A
     decoded posterior means."""
     torch.manual_seed(args.seed)
     vae = build_vae().to(device).train()
-    opt, schedule = optimizer(vae.parameters(), args.vae_lr, args.vae_steps)
+    # A wider VAE (blocks 16-32-64-64) needed --vae-warmup 300: with 100 its loss stayed at the
+    # starting value for most of the stage at seed 0 (measured; the model card has the runs).
+    opt, schedule = optimizer(vae.parameters(), args.vae_lr, args.vae_steps, args.vae_warmup)
 
     def vae_loss(x: torch.Tensor) -> torch.Tensor:
         posterior = vae.encode(x).latent_dist
@@ -269,14 +272,20 @@ class LatentData:
 
 
 def caption_ids(
-    data: LatentData, index: np.ndarray, rng: np.random.Generator, position_share: float
+    data: LatentData,
+    index: np.ndarray,
+    rng: np.random.Generator,
+    position_share: float,
+    dropout: float,
 ) -> torch.Tensor:
+    """The batch's token ids: an empty caption with probability `dropout` (what teaches the
+    unconditional prediction CFG needs), else the caption with or without its position clause."""
     rows = []
     for i in index:
         draw = rng.random()
-        if draw < CAPTION_DROPOUT:
+        if draw < dropout:
             rows.append(data.empty)
-        elif draw < CAPTION_DROPOUT + (1 - CAPTION_DROPOUT) * position_share:
+        elif draw < dropout + (1 - dropout) * position_share:
             rows.append(data.ids_with[i])
         else:
             rows.append(data.ids_without[i])
@@ -433,7 +442,7 @@ def fit_unet(
         noisy, t, target, weight = noisy_batch(
             data, index, device, ab, args, phase.prediction, phase.high_noise_share
         )
-        ids = caption_ids(data, index, rng, POSITION_SHARE).to(device)
+        ids = caption_ids(data, index, rng, POSITION_SHARE, args.caption_dropout).to(device)
         return step_loss(noisy, t, target, weight, ids)
 
     def snapshot(step: int) -> None:
@@ -499,7 +508,7 @@ def train_controlnet(
             data, index, device, ab, args, prediction, args.high_noise_share
         )
         # The hint gives the position, so most captions leave it out.
-        ids = caption_ids(data, index, rng, position_share=0.3).to(device)
+        ids = caption_ids(data, index, rng, 0.3, args.caption_dropout).to(device)
         hint = (
             (data.masks[torch.from_numpy(index)].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1)
         )
@@ -585,6 +594,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vae-steps", type=int, default=6000)
     parser.add_argument("--vae-crop-share", type=float, default=0.85)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--vae-warmup", type=int, default=100, help="learning-rate warm-up steps, VAE stage"
+    )
     parser.add_argument("--decoder-steps", type=int, default=12000)
     parser.add_argument("--decoder-lr", type=float, default=1e-3)
     parser.add_argument("--kl-weight", type=float, default=1e-3)
@@ -604,6 +616,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="UNet stage: start at phase N (0 is the first), from the weights it saved last",
     )
     parser.add_argument("--unet-lr", type=float, default=2e-3)
+    parser.add_argument(
+        "--caption-dropout",
+        type=float,
+        default=0.1,
+        help="share of UNet and ControlNet captions left empty, for classifier-free guidance",
+    )
     parser.add_argument(
         "--prediction", choices=("epsilon", "v_prediction"), default="epsilon", help="UNet target"
     )
@@ -651,11 +669,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="with --stage all: fine-tune the decoder in a second process beside the UNet",
     )
     args = parser.parse_args(argv)
-    for name in ("high_noise_share", "layout_high_noise_share"):
+    for name in ("high_noise_share", "layout_high_noise_share", "caption_dropout"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be between 0 and 1, not {getattr(args, name)}")
-    for name in ("v_steps", "layout_steps", "balance_weight"):
+    for name in ("v_steps", "layout_steps", "balance_weight", "vae_warmup"):
         if getattr(args, name) < 0:
             parser.error(f"--{name.replace('_', '-')} must be 0 or more, not {getattr(args, name)}")
     phases = len(unet_phases(args))

@@ -19,10 +19,12 @@ from train.train_demo import (
     CHECKPOINT_NAME,
     CONTROLNET_NAME,
     alphas_cumprod,
+    caption_ids,
     latent_balance,
     main,
     noisy_batch,
     parse_args,
+    warmup_cosine,
 )
 
 FEW_STEPS = [
@@ -171,6 +173,8 @@ def test_without_a_high_noise_share_the_timesteps_cover_the_whole_schedule() -> 
         (["--layout-steps", "-1"], "--layout-steps must be 0 or more"),
         (["--layout-high-noise-share", "1.5"], "--layout-high-noise-share must be between 0 and 1"),
         (["--balance-weight", "-0.1"], "--balance-weight must be 0 or more"),
+        (["--caption-dropout", "1.5"], "--caption-dropout must be between 0 and 1"),
+        (["--vae-warmup", "-1"], "--vae-warmup must be 0 or more"),
         (["--resume", "3"], "--resume must be a UNet phase from 0 to 2"),
         (["--resume", "2", "--layout-steps", "0"], "--resume must be a UNet phase from 0 to 1"),
     ],
@@ -196,3 +200,27 @@ def test_the_latent_balance_is_zero_only_for_uncorrelated_equally_spread_channel
     narrow = white.clone()
     narrow[:, 3] *= 0.1
     assert float(latent_balance(narrow)) > 0.5
+
+
+def test_caption_dropout_sets_the_share_of_empty_captions() -> None:
+    count = 4000
+    data = SimpleNamespace(
+        empty=torch.zeros(3, dtype=torch.long),
+        ids_with=torch.ones(count, 3, dtype=torch.long),
+        ids_without=torch.full((count, 3), 2, dtype=torch.long),
+    )
+
+    def empty_share(dropout: float) -> float:
+        rows = caption_ids(data, np.arange(count), np.random.default_rng(0), 0.7, dropout)
+        return float((rows == 0).all(dim=1).float().mean())
+
+    assert empty_share(0.0) == 0.0 and empty_share(1.0) == 1.0
+    assert abs(empty_share(0.3) - 0.3) < 0.03 and abs(empty_share(0.1) - 0.1) < 0.02
+
+
+def test_the_warm_up_ramps_the_learning_rate_over_its_steps_then_decays() -> None:
+    assert warmup_cosine(0, 6000, warmup=300) == pytest.approx(1 / 300)
+    assert warmup_cosine(149, 6000, warmup=300) == pytest.approx(0.5)
+    assert warmup_cosine(300, 6000, warmup=300) == pytest.approx(1.0)
+    assert warmup_cosine(5999, 6000, warmup=300) == pytest.approx(0.1, abs=1e-3)
+    assert warmup_cosine(99, 6000) == pytest.approx(1.0)  # the default: 100 steps
