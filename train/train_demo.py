@@ -46,6 +46,7 @@ METADATA_CONFIGS = "latentgraph.configs"
 VAE_DATA, LATENT_DATA, DECODER_DATA = 1, 2, 3
 POSITION_SHARE = 0.7
 MIN_SNR_GAMMA = 5.0  # min-SNR loss weighting (Hang et al. 2023): faster convergence
+WARMUP_STEPS = 100  # every stage's learning-rate warm-up (the VAE's is --vae-warmup)
 
 
 class LossLog:
@@ -68,7 +69,7 @@ def pixels(images: np.ndarray, device: torch.device) -> torch.Tensor:
     return x / 127.5 - 1.0
 
 
-def warmup_cosine(step: int, total: int, warmup: int = 100) -> float:
+def warmup_cosine(step: int, total: int, warmup: int = WARMUP_STEPS) -> float:
     if step < warmup:
         return (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -82,7 +83,7 @@ def compiled(fn: Any, args: argparse.Namespace) -> Any:
 
 
 def optimizer(
-    params: Iterator[torch.nn.Parameter], lr: float, total: int, warmup: int = 100
+    params: Iterator[torch.nn.Parameter], lr: float, total: int, warmup: int = WARMUP_STEPS
 ) -> tuple[Any, Any]:
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01, fused=True)
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: warmup_cosine(s, total, warmup))
@@ -508,7 +509,9 @@ def train_controlnet(
             data, index, device, ab, args, prediction, args.high_noise_share
         )
         # The hint gives the position, so most captions leave it out.
-        ids = caption_ids(data, index, rng, 0.3, args.caption_dropout).to(device)
+        ids = caption_ids(data, index, rng, position_share=0.3, dropout=args.caption_dropout).to(
+            device
+        )
         hint = (
             (data.masks[torch.from_numpy(index)].float() / 255).unsqueeze(1).expand(-1, 3, -1, -1)
         )
@@ -595,7 +598,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--vae-crop-share", type=float, default=0.85)
     parser.add_argument("--vae-lr", type=float, default=2e-3)
     parser.add_argument(
-        "--vae-warmup", type=int, default=100, help="learning-rate warm-up steps, VAE stage"
+        "--vae-warmup",
+        type=int,
+        default=WARMUP_STEPS,
+        help="learning-rate warm-up steps, VAE stage",
     )
     parser.add_argument("--decoder-steps", type=int, default=12000)
     parser.add_argument("--decoder-lr", type=float, default=1e-3)

@@ -93,6 +93,14 @@ def test_the_same_seed_writes_the_same_weights(tmp_path: Path) -> None:
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--vae-warmup", "1"), ("--caption-dropout", "1.0")])
+def test_a_training_setting_reaches_the_weights(tmp_path: Path, flag: str, value: str) -> None:
+    # The same seed writes the same weights (above), so a difference is the setting's doing.
+    plain = load_file(train(tmp_path / "a") / "checkpoints" / CHECKPOINT_NAME)
+    changed = load_file(train(tmp_path / "b", flag, value) / "checkpoints" / CHECKPOINT_NAME)
+    assert not all(torch.equal(plain[k], changed[k]) for k in plain)
+
+
 def test_one_command_writes_what_a_run_resumed_at_the_layout_phase_writes(tmp_path: Path) -> None:
     # The resumed path is how the shipped weights were made; the default command must match it.
     one = train(tmp_path / "one")
