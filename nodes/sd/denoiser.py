@@ -247,14 +247,26 @@ class CFGDenoiser:
     cfg == 1 the uncond pass is skipped. Combined, weighted or area prompts are averaged as
     ComfyUI does (see `nodes.sd.areas`): each runs on its crop of the latent, one batched
     forward per crop, and the x0 predictions are averaged with their feathered weights.
+
+    `interval` (start, end percent of the model's timestep range, as ControlNets use) limits
+    guidance to those noise levels (Kynkäänniemi et al., 2024); elsewhere only the positive
+    prompts run, as at cfg 1.
     """
 
     def __init__(
-        self, inner: UNetDenoiser, positive: Conditioning, negative: Conditioning, cfg: float
+        self,
+        inner: UNetDenoiser,
+        positive: Conditioning,
+        negative: Conditioning,
+        cfg: float,
+        interval: tuple[float, float] = (0.0, 1.0),
     ):
         self.inner = inner
         self.cfg = cfg
         self.skip_uncond = math.isclose(cfg, 1.0)
+        start, end = interval
+        self.sigma_high = inner.schedule.percent_to_sigma(start)
+        self.sigma_low = inner.schedule.percent_to_sigma(end)
         positives, negatives = with_opposite_areas(positive.entries(), negative.entries())
         negatives = [] if self.skip_uncond else with_uncond_controls(negatives, positives)
         self.split = len(negatives)
@@ -268,27 +280,28 @@ class CFGDenoiser:
         self.prompts = prepare_prompts(self.entries, inner.device, inner.dtype)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
+        guided = not self.skip_uncond and self.sigma_low <= float(sigma[0]) <= self.sigma_high
         if self.weighted:
-            return self._weighted(x, sigma)
-        outputs = self.inner.predict(x, sigma, self.prompts)
-        if self.skip_uncond:
-            (output,) = outputs
-        else:
-            uncond, cond = outputs
+            return self._weighted(x, sigma, guided)
+        if guided:
+            uncond, cond = self.inner.predict(x, sigma, self.prompts)
             output = uncond + (cond - uncond) * self.cfg
+        else:
+            (output,) = self.inner.predict(x, sigma, self.prompts[self.split :])
         # Guiding the eps (or v) prediction equals guiding x0, as x0 is affine in it for a fixed
         # x; it also avoids the rounding of subtracting two x0 estimates that are both near x.
         return self.inner.to_x0(x, sigma, output)
 
-    def _weighted(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    def _weighted(self, x: torch.Tensor, sigma: torch.Tensor, guided: bool) -> torch.Tensor:
         """Guidance over the weighted average of every prompt's x0 on its crop."""
         height, width = x.shape[-2:]
-        halves = 1 if self.skip_uncond else 2
+        halves = 2 if guided else 1
         totals = [torch.zeros_like(x) for _ in range(halves)]
         # ComfyUI's floor: cells no prompt covers predict 0 instead of dividing by zero.
         weights = [torch.full_like(x, 1e-37) for _ in range(halves)]
         groups: dict[Crop, list[int]] = {}
-        for index, entry in enumerate(self.entries):
+        first = 0 if guided else self.split  # unguided steps run the positive prompts only
+        for index, entry in enumerate(self.entries[first:], start=first):
             crop = crop_for(entry.area, height, width)
             if crop is not None:  # an area wholly outside the latent predicts nothing
                 groups.setdefault(crop, []).append(index)
@@ -298,12 +311,12 @@ class CFGDenoiser:
                 x_crop, sigma, [self.prompts[i] for i in indices], size=(height, width)
             )
             for index, output in zip(indices, outputs, strict=True):
-                half = 0 if self.skip_uncond or index >= self.split else 1
+                half = 0 if index >= self.split else 1
                 weight = area_weight(self.entries[index], crop, height, width, x_crop)
                 crop.of(totals[half]).add_(self.inner.to_x0(x_crop, sigma, output) * weight)
                 crop.of(weights[half]).add_(weight)
         cond = totals[0] / weights[0]
-        if self.skip_uncond:
+        if not guided:
             return cond
         uncond = totals[1] / weights[1]
         return uncond + (cond - uncond) * self.cfg

@@ -132,7 +132,9 @@ def sample(
     noise = initial_noise(seed, latent_image.shape, device=device)
     if not add_noise:
         noise = torch.zeros_like(noise)
-    denoiser: Denoiser = CFGDenoiser(unet_denoiser, positive, negative, cfg)
+    denoiser: Denoiser = CFGDenoiser(
+        unet_denoiser, positive, negative, cfg, interval=model.guidance_interval
+    )
     if latent.noise_mask is not None:
         # ComfyUI's ddim re-noises the kept region with separate noise from seed + 1.
         held_noise = (

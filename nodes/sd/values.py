@@ -55,6 +55,9 @@ class UNetModel:
     schedule: NoiseSchedule = field(default_factory=NoiseSchedule)
     # Names of the LoRA files merged into these weights, with their strengths, for metadata.
     loras: tuple[tuple[str, float], ...] = ()
+    # Where classifier-free guidance applies: start and end percent of the timestep range
+    # (0 = pure noise); samplers run the positive prompt alone outside it (GuidanceInterval).
+    guidance_interval: tuple[float, float] = (0.0, 1.0)
 
 
 @binds(CLIP)
