@@ -16,7 +16,7 @@ VAE_CONFIG: dict[str, Any] = {
     "out_channels": 3,
     "latent_channels": 4,
     "layers_per_block": 1,
-    "block_out_channels": (16, 32, 32, 32),
+    "block_out_channels": (16, 32, 64, 64),
     "down_block_types": ("DownEncoderBlock2D",) * 4,
     "up_block_types": ("UpDecoderBlock2D",) * 4,
     # 4-8 channels per group: with one channel per group, GroupNorm erases flat colours.

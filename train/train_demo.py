@@ -46,7 +46,8 @@ METADATA_CONFIGS = "latentgraph.configs"
 VAE_DATA, LATENT_DATA, DECODER_DATA = 1, 2, 3
 POSITION_SHARE = 0.7
 MIN_SNR_GAMMA = 5.0  # min-SNR loss weighting (Hang et al. 2023): faster convergence
-WARMUP_STEPS = 100  # every stage's learning-rate warm-up (the VAE's is --vae-warmup)
+WARMUP_STEPS = 100  # every stage's learning-rate warm-up but the VAE's
+VAE_WARMUP_STEPS = 300  # the default of --vae-warmup
 
 
 class LossLog:
@@ -166,7 +167,7 @@ def train_vae(args: argparse.Namespace, device: torch.device, log: LossLog) -> A
     decoded posterior means."""
     torch.manual_seed(args.seed)
     vae = build_vae().to(device).train()
-    # A wider VAE (blocks 16-32-64-64) needed --vae-warmup 300: with 100 its loss stayed at the
+    # This VAE (blocks 16-32-64-64) needs --vae-warmup 300: with 100 its loss stayed at the
     # starting value for most of the stage at seed 0 (measured; the model card has the runs).
     opt, schedule = optimizer(vae.parameters(), args.vae_lr, args.vae_steps, args.vae_warmup)
 
@@ -600,7 +601,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--vae-warmup",
         type=int,
-        default=WARMUP_STEPS,
+        default=VAE_WARMUP_STEPS,
         help="learning-rate warm-up steps, VAE stage",
     )
     parser.add_argument("--decoder-steps", type=int, default=12000)

@@ -91,7 +91,7 @@ def test_a_controlnet_graph_saves_its_prompts_defaults_and_controlnet_a1111_styl
         "Negative prompt: blurry, dark\n"
         # sampler and scheduler are not in the file: their defaults are what ran
         "Steps: 2, Sampler: Euler, Schedule type: Normal, CFG scale: 5, Seed: 3, Size: 64x64, "
-        "Model: latentgraph-shapes, ControlNet 0: "
+        "Model: latentgraph-shapes, Guidance interval: 0-0.5, ControlNet 0: "
         '"Model: latentgraph-shapes-controlnet, Weight: 1, Guidance Start: 0, Guidance End: 1"'
     )
     saved_graph = json.loads(text["latentgraph.graph"])  # our graph JSON beside it
