@@ -19,6 +19,7 @@ from nodes.conditioning import (
     ZeroConditioning,
 )
 from nodes.controlnet import ApplyControlNet
+from nodes.guidance import GuidanceInterval
 from nodes.image import LoadImage, PreviewImage, SaveImage, ScaleImage
 from nodes.inpaint import LoadImageMask, VAEEncodeForInpaint
 from nodes.latent import EmptyLatent, SetLatentNoiseMask, UpscaleLatent
@@ -62,6 +63,8 @@ __all__ = [
     "Float",
     "FloatNode",
     "Graph",
+    "GuidanceInterval",
+    "GuidanceIntervalNode",
     "Int",
     "IntNode",
     "LoadCheckpoint",
@@ -183,6 +186,13 @@ class FloatNode(NodeHandle, Protocol):
 
     @property
     def value(self) -> Port[float]: ...
+
+
+class GuidanceIntervalNode(NodeHandle, Protocol):
+    """What `add(GuidanceInterval, ...)` returns."""
+
+    @property
+    def model(self) -> Port[UNetModel]: ...
 
 
 class IntNode(NodeHandle, Protocol):
@@ -473,6 +483,18 @@ class Graph(_Graph):
     def add(
         self, node: type[Float], /, *, node_id: str | None = None, value: float | Port[float] = ...
     ) -> FloatNode: ...
+
+    @overload
+    def add(
+        self,
+        node: type[GuidanceInterval],
+        /,
+        *,
+        node_id: str | None = None,
+        model: Port[UNetModel],
+        start_percent: float | Port[float] = ...,
+        end_percent: float | Port[float] = ...,
+    ) -> GuidanceIntervalNode: ...
 
     @overload
     def add(

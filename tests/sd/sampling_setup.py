@@ -182,8 +182,14 @@ def unet_batches(sd_unet: UNet2DConditionModel) -> Iterator[list[int]]:
 
 
 def run_sample(
-    unet: UNet2DConditionModel, positive: Conditioning, negative: Conditioning, **kw: Any
+    unet: UNet2DConditionModel | UNetModel,
+    positive: Conditioning,
+    negative: Conditioning,
+    **kw: Any,
 ) -> torch.Tensor:
+    """Sample from zeros (euler, 10 steps, CFG 7.5 unless `kw` says otherwise); a bare UNet is
+    wrapped as an SD1 model."""
+    model = unet if isinstance(unet, UNetModel) else UNetModel(unet, "sd1")
     settings: dict[str, Any] = {
         "seed": 5,
         "steps": 10,
@@ -192,4 +198,4 @@ def run_sample(
         "scheduler": "normal",
     }
     latent = kw.pop("latent", Latent(torch.zeros(LATENT)))
-    return sample(UNetModel(unet, "sd1"), positive, negative, latent, **(settings | kw)).samples
+    return sample(model, positive, negative, latent, **(settings | kw)).samples

@@ -20,11 +20,10 @@ from engine.registry import default_registry
 from engine.validate import validate_graph
 from nodes.generation import generation_parameters
 from nodes.sd.denoiser import CFGDenoiser, UNetDenoiser
-from nodes.sd.sample import sample
 from nodes.sd.schedules import discrete_schedule, sampling_sigmas
 from nodes.sd.tiny_models import TinyModels
-from nodes.sd.values import Conditioning, Latent, NoiseSchedule, UNetModel
-from tests.sd.sampling_setup import LATENT, seeded_randn
+from nodes.sd.values import Conditioning, NoiseSchedule, UNetModel
+from tests.sd.sampling_setup import LATENT, run_sample, seeded_randn
 
 ROOT = Path(__file__).resolve().parents[2]
 TXT2IMG = json.loads((ROOT / "graphs" / "txt2img.json").read_text())
@@ -41,17 +40,7 @@ def test_the_negative_prompt_runs_only_inside_the_interval(
     unet_batches: list[int],
 ) -> None:
     positive, negative = embeds
-    sample(
-        windowed(sd_unet, 0.0, 0.5),
-        Conditioning(positive),
-        Conditioning(negative),
-        Latent(torch.zeros(LATENT)),
-        seed=5,
-        steps=10,
-        cfg=7.5,
-        sampler_name="euler",
-        scheduler="normal",
-    )
+    run_sample(windowed(sd_unet, 0.0, 0.5), Conditioning(positive), Conditioning(negative))
     sigmas = sampling_sigmas(
         NoiseSchedule(), steps=10, denoise=1.0, scheduler="normal", sampler="euler"
     )
@@ -88,9 +77,7 @@ def test_the_whole_range_is_plain_cfg_and_an_empty_window_is_cfg_1(
     positive, negative = (Conditioning(e) for e in embeds)
 
     def run(model: UNetModel, cfg: float) -> torch.Tensor:
-        latent = Latent(torch.zeros(LATENT))
-        settings = {"seed": 3, "steps": 6, "sampler_name": "euler", "scheduler": "karras"}
-        return sample(model, positive, negative, latent, cfg=cfg, **settings).samples
+        return run_sample(model, positive, negative, cfg=cfg, steps=6, scheduler="karras")
 
     plain = run(UNetModel(sd_unet, "sd1"), 7.5)
     assert torch.equal(run(windowed(sd_unet, 0.0, 1.0), 7.5), plain)
