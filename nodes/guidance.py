@@ -9,9 +9,9 @@ from engine.context import RunContext
 from engine.errors import NodeInputError
 from engine.node import Input, Node, node
 from nodes.generation import DescribesGeneration, Upstream
-from nodes.lora_model import ModelOut
 from nodes.sd.infotext import format_number
 from nodes.sd.values import UNetModel
+from nodes.shared_outputs import ModelOut
 
 GUIDANCE_INTERVAL = "Guidance interval"  # the generation-parameters label
 

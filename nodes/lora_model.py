@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from engine.context import RunContext
-from engine.node import Input, Outputs, node
+from engine.node import Input, node
 from nodes.generation import DescribesGeneration, Upstream
 from nodes.loaders import _choices, _ModelFileNode, lora_parameters
 from nodes.sd.values import UNetModel
-
-
-class ModelOut(Outputs):
-    model: UNetModel
+from nodes.shared_outputs import ModelOut
 
 
 @node("LoadLoraModelOnly", category="loaders", volatile=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from engine.node import Outputs
-from nodes.sd.values import Image, Latent
+from nodes.sd.values import Image, Latent, UNetModel
 
 
 class LatentOut(Outputs):
@@ -12,3 +12,7 @@ class LatentOut(Outputs):
 
 class ImageOut(Outputs):
     image: Image
+
+
+class ModelOut(Outputs):
+    model: UNetModel

@@ -170,11 +170,8 @@ class UNetDenoiser:
         return {"text_embeds": text_embeds, "time_ids": time_ids.repeat(len(text_embeds), 1)}
 
     def _active(self, app: ControlApplication, sigma: float) -> bool:
-        # As in ComfyUI, the window is in noise levels: start/end percent of the model's timestep
-        # range, so it does not depend on the step count, scheduler or denoise.
-        high = self.schedule.percent_to_sigma(app.start_percent)
-        low = self.schedule.percent_to_sigma(app.end_percent)
-        return low <= sigma <= high
+        # The window does not depend on the step count, scheduler or denoise.
+        return self.schedule.in_window(sigma, app.start_percent, app.end_percent)
 
     def _hint(self, app: ControlApplication, x_in: torch.Tensor, batch: int) -> torch.Tensor:
         controlnet = app.controlnet.controlnet
@@ -264,9 +261,7 @@ class CFGDenoiser:
         self.inner = inner
         self.cfg = cfg
         self.skip_uncond = math.isclose(cfg, 1.0)
-        start, end = interval
-        self.sigma_high = inner.schedule.percent_to_sigma(start)
-        self.sigma_low = inner.schedule.percent_to_sigma(end)
+        self.interval = interval
         positives, negatives = with_opposite_areas(positive.entries(), negative.entries())
         negatives = [] if self.skip_uncond else with_uncond_controls(negatives, positives)
         self.split = len(negatives)
@@ -280,7 +275,9 @@ class CFGDenoiser:
         self.prompts = prepare_prompts(self.entries, inner.device, inner.dtype)
 
     def __call__(self, x: torch.Tensor, sigma: torch.Tensor, **extra_args: Any) -> torch.Tensor:
-        guided = not self.skip_uncond and self.sigma_low <= float(sigma[0]) <= self.sigma_high
+        guided = not self.skip_uncond and self.inner.schedule.in_window(
+            float(sigma[0]), *self.interval
+        )
         if self.weighted:
             return self._weighted(x, sigma, guided)
         if guided:

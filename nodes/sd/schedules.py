@@ -91,6 +91,11 @@ class DiscreteSchedule:
         last = len(self.sigmas) - 1
         return float(self.sigma(_scalar((1.0 - percent) * last)))
 
+    def in_window(self, sigma: float, start_percent: float, end_percent: float) -> bool:
+        """Whether `sigma` lies between two fractions of the timestep range (ends included), as
+        ComfyUI measures ControlNet windows: in noise levels, not in steps."""
+        return self.percent_to_sigma(end_percent) <= sigma <= self.percent_to_sigma(start_percent)
+
 
 def training_sigmas(schedule: NoiseSchedule) -> torch.Tensor:
     """sigma_t = sqrt((1 - alpha_bar_t) / alpha_bar_t) for each training timestep, in float64."""
